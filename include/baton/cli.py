@@ -1,0 +1,124 @@
+"""The ``baton`` command line (also ``python -m baton``).
+
+User mistakes end with a one-line (or one-line-per-problem) message and a non-zero
+exit status, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from baton.errors import BatonError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Baton: campaigns propose, Baton decides.")
+db_app = typer.Typer(no_args_is_help=True, help="The marketing store (embedded PostgreSQL unless BATON_DATABASE_URL).")
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(exc: BatonError, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Campaign/policy files or folders (default: dags/)")] = None,
+) -> None:
+    """Check campaign and policy files; print every error as file:line: field: message."""
+    from baton.spec import validate_paths
+
+    issues = validate_paths(list(paths or [Path("dags")]))
+    for issue in issues:
+        out.print(str(issue), highlight=False, soft_wrap=True)
+    if issues:
+        err.print(f"[red]{len(issues)} error(s)[/red]")
+        raise typer.Exit(1)
+    out.print("[green]all files valid[/green]")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the store's tables (idempotent)."""
+    from baton.store.engine import ensure_database, get_engine, store_url
+    from baton.store.migrate import upgrade
+
+    try:
+        ensure_database(store_url())
+        before, after = upgrade(get_engine())
+    except BatonError as exc:
+        _fail(exc)
+    if before == after:
+        out.print(f"store is up to date (revision {after})")
+    else:
+        out.print(f"store migrated {before or 'empty'} -> {after}")
+
+
+@db_app.command("url")
+def db_url(
+    airflow: Annotated[bool, typer.Option("--airflow", help="Airflow's metadata DB URL instead")] = False,
+) -> None:
+    """Print the store's URL (starting the embedded server if needed)."""
+    from baton.store.engine import airflow_sql_alchemy_conn, ensure_database, store_url
+
+    if airflow:
+        from sqlalchemy.engine import make_url
+
+        url = airflow_sql_alchemy_conn()
+        ensure_database(make_url(url).set(drivername="postgresql+psycopg"))
+        print(url)
+    else:
+        u = store_url()
+        ensure_database(u)
+        print(u.render_as_string(hide_password=False))
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL (no effect with BATON_DATABASE_URL)."""
+    from baton.store.engine import stop_embedded
+
+    out.print("stopped" if stop_embedded() else "embedded PostgreSQL was not running")
+
+
+@app.command()
+def seed(
+    customers: Annotated[int, typer.Option(help="number of customers")] = 10_000,
+    days: Annotated[int, typer.Option(help="days of events, ending now")] = 30,
+    seed: Annotated[int, typer.Option("--seed", help="random seed; same seed, same data")] = 42,
+    until: Annotated[str | None, typer.Option(help="end of the events (ISO 8601 UTC); default: now")] = None,
+    reset: Annotated[bool, typer.Option(help="delete existing customers and events first")] = False,
+) -> None:
+    """Write deterministic synthetic customers, consents, suppressions and events (COPY)."""
+    from baton.seed import run_seed
+    from baton.store.engine import ensure_database, get_engine, store_url
+    from baton.store.migrate import upgrade
+
+    try:
+        ensure_database(store_url())
+        upgrade(get_engine())
+        run_seed(get_engine(), customers=customers, days=days, seed=seed, until=until, reset=reset, console=out)
+    except BatonError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    try:
+        app()
+    except BatonError as exc:  # pragma: no cover - commands catch their own
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

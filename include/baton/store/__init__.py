@@ -1,0 +1,1 @@
+"""The marketing store: tables, migrations and the database engine."""

@@ -1,0 +1,192 @@
+"""The marketing store's tables (SQLAlchemy Core).
+
+Every table is keyed or indexed for per-person access (``customer_id`` first), because
+arbitration and delivery work person by person, in sets.  Alembic migrations under
+``migrations/`` create exactly these tables; ``tests/integration/test_store.py`` checks
+that the two agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("email", sa.Text),
+    sa.Column("phone", sa.Text),
+    sa.Column("push_token", sa.Text),
+    sa.Column("postal_address", sa.Text),
+    sa.Column("first_name", sa.Text),
+    sa.Column("last_name", sa.Text),
+    sa.Column("timezone", sa.Text, comment="IANA name; missing or invalid means policy.default_timezone"),
+    sa.Column("attributes", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+)
+
+identifiers = sa.Table(
+    "identifiers",
+    metadata,
+    sa.Column("kind", sa.Text, primary_key=True, comment="email, phone, cookie, device, external"),
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("first_seen", TS, nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_identifiers_customer", "customer_id"),
+)
+
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("topic", sa.Text, primary_key=True, server_default="", comment="'' = the whole channel"),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("source", sa.Text),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("status in ('opt_in', 'opt_out')", name="ck_consents_status"),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("address", sa.Text, primary_key=True, comment="emails stored lower-cased and trimmed"),
+    sa.Column("reason", sa.Text, nullable=False, server_default="manual"),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("event_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("ts", TS, nullable=False),
+    sa.Column("product_id", sa.Text),
+    sa.Column("item_name", sa.Text),
+    sa.Column("category", sa.Text),
+    sa.Column("price", sa.Numeric(12, 2)),
+    sa.Column("cart_value", sa.Numeric(12, 2)),
+    sa.Column("order_id", sa.Text),
+    sa.Column("properties", JSONB),
+    sa.Index("ix_events_type_ts", "type", "ts"),
+    sa.Index("ix_events_customer_ts", "customer_id", "ts"),
+)
+
+candidate_batches = sa.Table(
+    "candidate_batches",
+    metadata,
+    sa.Column("batch_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("campaign_id", sa.Text, nullable=False),
+    sa.Column("cycle_at", TS, nullable=False, comment="decision time of the cycle this batch feeds"),
+    sa.Column("data_interval_start", TS),
+    sa.Column("data_interval_end", TS),
+    sa.Column("status", sa.Text, nullable=False, server_default="ready"),
+    sa.Column("row_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("run_id", sa.Text),
+    sa.Column("loaded_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("decided_cycle_at", TS, comment="the cycle that decided this batch; null while pending"),
+    sa.UniqueConstraint("campaign_id", "cycle_at", name="uq_candidate_batches_campaign_cycle"),
+    sa.CheckConstraint("status in ('ready', 'decided')", name="ck_candidate_batches_status"),
+    sa.Index("ix_candidate_batches_pending", "cycle_at", postgresql_where=sa.text("decided_cycle_at is null")),
+)
+
+candidates = sa.Table(
+    "candidates",
+    metadata,
+    sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("candidate_batches.batch_id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, comment="row order as the audience query returned it"),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("score", sa.Float, nullable=False, server_default="0"),
+    sa.Column("channel", sa.Text),
+    sa.Column("expires_at", TS),
+    sa.Column("payload", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+)
+
+cycles = sa.Table(
+    "cycles",
+    metadata,
+    sa.Column("cycle_at", TS, primary_key=True),
+    sa.Column("status", sa.Text, nullable=False, server_default="deciding"),
+    sa.Column("run_id", sa.Text),
+    sa.Column("started_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("decided_at", TS),
+    sa.Column("expected_campaigns", ARRAY(sa.Text), nullable=False, server_default="{}"),
+    sa.Column("late_campaigns", ARRAY(sa.Text), nullable=False, server_default="{}"),
+    sa.Column("batch_ids", ARRAY(sa.BigInteger), nullable=False, server_default="{}"),
+    sa.Column("alternatives", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("selected", sa.Integer, nullable=False, server_default="0"),
+    sa.CheckConstraint("status in ('deciding', 'decided')", name="ck_cycles_status"),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("cycle_at", TS, primary_key=True),
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("campaign_id", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("batch_id", sa.BigInteger),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("send_at", TS),
+    sa.Column("priority", sa.Integer),
+    sa.Column("score", sa.Float),
+    sa.Column("message_id", sa.BigInteger),
+    sa.Index("ix_decisions_customer", "customer_id", "cycle_at"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("message_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("cycle_at", TS, nullable=False, comment="decision time; caps count messages from here"),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("campaign_id", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("tags", ARRAY(sa.Text), nullable=False, server_default="{}"),
+    sa.Column("counts_toward_caps", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("send_at", TS, nullable=False),
+    sa.Column("shard", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("payload", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_until", TS),
+    sa.Column("provider_id", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("sent_at", TS),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("cycle_at", "customer_id", "campaign_id", "channel", name="uq_messages_decision"),
+    sa.CheckConstraint(
+        "status in ('pending', 'sending', 'sent', 'failed', 'expired', 'cancelled')", name="ck_messages_status"
+    ),
+    sa.Index("ix_messages_customer_cycle", "customer_id", "cycle_at"),
+    sa.Index("ix_messages_due", "channel", "shard", "send_at",
+             postgresql_where=sa.text("status in ('pending', 'sending')")),
+)
+
+message_events = sa.Table(
+    "message_events",
+    metadata,
+    sa.Column("event_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("message_id", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.Text, nullable=False, comment="claimed, sent, failed, bounced, complained, unsubscribed, ..."),
+    sa.Column("ts", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("detail", JSONB),
+    sa.Index("ix_message_events_message", "message_id"),
+)
+
+meta = sa.Table(
+    "baton_meta",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", JSONB, nullable=False),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
+)
