@@ -16,7 +16,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-os.environ.setdefault("BATON_HOME", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("BATON_HOME", ROOT)
+# Airflow reads its configuration when first imported: point it at a test home, the
+# project's dags/, and a metadata database of its own on the same PostgreSQL server.
+os.environ.setdefault("AIRFLOW_HOME", os.path.join(ROOT, ".baton", "airflow-test"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(ROOT, "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", os.path.join(ROOT, "plugins"))
+AIRFLOW_TEST_DB = "airflow_test"
 
 
 def _fresh_database(prefix: str) -> Iterator[Engine]:
@@ -49,3 +57,36 @@ def store_engine() -> Iterator[Engine]:
 def fresh_store() -> Iterator[Engine]:
     """A migrated store database for one test."""
     yield from _fresh_database("baton_t")
+
+
+def airflow_test_url() -> str:
+    from baton.store import engine as store_engine
+
+    return (
+        store_engine.server_url()
+        .set(drivername="postgresql+psycopg2", database=AIRFLOW_TEST_DB)
+        .render_as_string(hide_password=False)
+    )
+
+
+if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in os.environ:
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = airflow_test_url()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """Airflow's metadata database for tests, migrated (once per server)."""
+    import subprocess
+    import sys
+
+    from sqlalchemy.engine import make_url
+
+    from baton.store import engine as store_engine
+
+    url = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    store_engine.ensure_database(make_url(url).set(drivername="postgresql+psycopg"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return url

@@ -1,0 +1,53 @@
+# Baton — one command away.  `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export BATON_HOME := $(CURDIR)
+export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast lint bench constraints db-stop clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Baton needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the pinned requirements
+
+demo: $(STAMP) ## seed 10,000 customers, run the campaigns through a real Airflow scheduler, print the numbers, keep the UI up
+	$(BIN)/python -m baton.demo
+
+test: $(STAMP) ## run the whole test suite (unit, dags, integration) on the embedded Postgres
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## unit tests only (no database, no Airflow)
+	$(BIN)/python -m pytest -q -m unit $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy (strict on include/baton)
+	$(BIN)/ruff check include dags plugins tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP) ## benchmarks that print their figures (see README)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+constraints: ## re-pin constraints.txt from the current .venv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' | sort -f > constraints.txt
+
+db-stop: ## stop the embedded PostgreSQL
+	-$(BIN)/baton db stop
+
+clean: db-stop ## stop the embedded PostgreSQL and delete .baton/ (all local data)
+	rm -rf .baton

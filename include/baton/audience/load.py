@@ -1,0 +1,155 @@
+"""Run a campaign's audience query in the store and replace its candidate batch.
+
+One batch per (campaign, cycle).  Loading is one transaction: the batch row is upserted,
+its old candidates deleted and the query's rows inserted with ``INSERT … SELECT`` — the
+rows never travel through Python.  A rerun therefore replaces the batch, never adds to
+it.  A batch that a cycle has already decided is left untouched (its decisions and
+messages exist; replacing it could send a second message), and the load says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from baton.audience.render import render_audience_sql
+from baton.errors import AudienceError
+from baton.spec import Campaign
+
+log = logging.getLogger(__name__)
+
+RESERVED = ("customer_id", "score", "channel")
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    campaign_id: str
+    cycle_at: datetime
+    batch_id: int | None
+    row_count: int
+    replaced: bool
+    already_decided: bool = False
+
+
+def audience_context(
+    campaign: Campaign, data_interval_start: datetime, data_interval_end: datetime, cycle_at: datetime
+) -> dict[str, Any]:
+    return {
+        "data_interval_start": data_interval_start,
+        "data_interval_end": data_interval_end,
+        "cycle_at": cycle_at,
+        "params": dict(campaign.params),
+    }
+
+
+def load_batch(
+    engine: Engine,
+    campaign: Campaign,
+    *,
+    data_interval_start: datetime,
+    data_interval_end: datetime,
+    cycle_at: datetime,
+    run_id: str | None = None,
+    source: str | None = None,
+) -> BatchResult:
+    """Render and run the audience SQL, replacing the (campaign, cycle) batch atomically."""
+    src = source or f"campaign {campaign.id}: audience.sql"
+    rendered = render_audience_sql(
+        campaign.audience.sql,
+        audience_context(campaign, data_interval_start, data_interval_end, cycle_at),
+        source=src,
+    )
+    expires_at = cycle_at + campaign.expires_after
+    channels = [c.value for c in campaign.channels]
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur:  # type: ignore[attr-defined]
+            cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"baton:batch:{campaign.id}",))
+            cur.execute(
+                "select batch_id, decided_cycle_at from candidate_batches"
+                " where campaign_id = %s and cycle_at = %s for update",
+                (campaign.id, cycle_at),
+            )
+            existing = cur.fetchone()
+            if existing is not None and existing[1] is not None:
+                raw.rollback()
+                log.warning(
+                    "batch %s of campaign %s for cycle %s was already decided in cycle %s; "
+                    "a rerun does not change decided batches",
+                    existing[0], campaign.id, cycle_at.isoformat(), existing[1].isoformat(),
+                )
+                return BatchResult(campaign.id, cycle_at, existing[0], -1, False, already_decided=True)
+            # shape check first: a clear error beats a failed insert
+            try:
+                cur.execute(f"select * from ({rendered.sql}) q limit 0", rendered.params)
+            except Exception as exc:
+                raise AudienceError(f"{src}: the audience query failed: {_pg_message(exc)}") from exc
+            columns = [d.name for d in (cur.description or [])]
+            if "customer_id" not in columns:
+                raise AudienceError(
+                    f"{src}: the audience query must return a customer_id column (it returned: {', '.join(columns)})"
+                )
+            cur.execute(
+                "insert into candidate_batches as b (campaign_id, cycle_at, data_interval_start, data_interval_end,"
+                " status, row_count, run_id, loaded_at) values (%s, %s, %s, %s, 'ready', 0, %s, now())"
+                " on conflict (campaign_id, cycle_at) do update set data_interval_start = excluded.data_interval_start,"
+                " data_interval_end = excluded.data_interval_end, run_id = excluded.run_id, loaded_at = now()"
+                " returning batch_id",
+                (campaign.id, cycle_at, data_interval_start, data_interval_end, run_id),
+            )
+            row = cur.fetchone()
+            assert row is not None
+            batch_id = int(row[0])
+            cur.execute("delete from candidates where batch_id = %s", (batch_id,))
+            replaced = cur.rowcount > 0 or existing is not None
+            params = dict(rendered.params)
+            params.update({"_batch": batch_id, "_exp": expires_at})
+            drop = " ".join(f"- '{c}'" for c in RESERVED)
+            try:
+                cur.execute(
+                    "insert into candidates (batch_id, seq, customer_id, score, channel, expires_at, payload)"
+                    " select %(_batch)s, row_number() over (), j->>'customer_id',"
+                    " coalesce((j->>'score')::float8, 0), nullif(j->>'channel', ''), %(_exp)s,"
+                    f" j {drop} from (select to_jsonb(q) as j from ({rendered.sql}) q) s",
+                    params,
+                )
+            except Exception as exc:
+                raise AudienceError(f"{src}: loading the audience rows failed: {_pg_message(exc)}") from exc
+            count = cur.rowcount
+            cur.execute(
+                "select count(*) filter (where customer_id is null),"
+                " array_agg(distinct channel) filter (where channel is not null and channel <> all(%s))"
+                " from candidates where batch_id = %s",
+                (channels, batch_id),
+            )
+            nulls, bad_channels = cur.fetchone()
+            if nulls:
+                raise AudienceError(f"{src}: {nulls} row(s) have an empty customer_id; filter them out in the query")
+            if bad_channels:
+                raise AudienceError(
+                    f"{src}: rows name channel(s) {', '.join(sorted(bad_channels))} that the campaign does not have"
+                    f" (its channels: {', '.join(channels)})"
+                )
+            cur.execute("update candidate_batches set row_count = %s where batch_id = %s", (count, batch_id))
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+    log.info(
+        "campaign %s: batch %s for cycle %s %s with %d candidate rows",
+        campaign.id, batch_id, cycle_at.isoformat(), "replaced" if replaced else "created", count,
+    )
+    return BatchResult(campaign.id, cycle_at, batch_id, count, replaced)
+
+
+def _pg_message(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    return str(primary or exc).strip()

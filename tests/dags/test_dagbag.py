@@ -1,0 +1,87 @@
+"""Every DAG file imports, with no database query and no connection lookup at parse time.
+
+Like Airflow's own ``test_example_dags``: the DagBag is filled while every way to reach
+a database or a connection raises.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+pytestmark = pytest.mark.dags
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ParseTimeAccess(AssertionError):
+    pass
+
+
+def _forbid(*_a: object, **_k: object) -> None:
+    raise ParseTimeAccess("database or connection used at parse time")
+
+
+def _dagbag(folder: Path):  # type: ignore[no-untyped-def]
+    from airflow.dag_processing.dagbag import DagBag
+
+    import psycopg
+    import psycopg2
+    import sqlalchemy.engine
+
+    with (
+        mock.patch.object(psycopg, "connect", _forbid),
+        mock.patch.object(psycopg2, "connect", _forbid),
+        mock.patch.object(sqlalchemy.engine.Engine, "connect", _forbid),
+        mock.patch.object(sqlalchemy.engine.Engine, "raw_connection", _forbid),
+        mock.patch("airflow.sdk.BaseHook.get_connection", _forbid),
+        mock.patch("airflow.sdk.Variable.get", _forbid),
+        mock.patch("pgserver.get_server", _forbid),
+    ):
+        return DagBag(dag_folder=str(folder), include_examples=False, safe_mode=False)
+
+
+def test_project_dags_import_cleanly() -> None:
+    bag = _dagbag(ROOT / "dags")
+    assert bag.import_errors == {}
+    campaign_files = sorted(p.stem for p in (ROOT / "dags" / "campaigns").glob("*.yaml"))
+    assert campaign_files, "the project ships example campaigns"
+    from baton.spec import load_campaigns
+
+    campaigns, issues = load_campaigns(ROOT / "dags" / "campaigns", ROOT / "dags" / "templates")
+    assert issues == []
+    expected = {f"campaign__{c.id}" for c in campaigns if c.enabled}
+    assert expected <= set(bag.dag_ids)
+    for c in campaigns:
+        if not c.enabled:
+            continue
+        dag = bag.get_dag(f"campaign__{c.id}")
+        assert dag is not None
+        assert dag.owner == c.owner
+        assert {"baton", "campaign", *c.tags} <= set(dag.tags)
+        task = dag.get_task("build_candidates")
+        assert task.retries >= 2
+        assert task.retry_exponential_backoff
+        assert [o.uri for o in task.outlets] == [f"baton://candidates/{c.id}"]
+        assert dag.doc_md and c.name in dag.doc_md
+
+
+def test_invalid_campaign_file_does_not_hide_the_others(tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    shutil.copytree(ROOT / "dags", dags)
+    good = sorted((dags / "campaigns").glob("*.yaml"))
+    broken = dags / "campaigns" / "broken_promo.yaml"
+    broken.write_text("id: broken_promo\nname: Broken\nowner: crm\nschedule: '@hourly'\nstart_date: 2026-01-01\n"
+                      "priority: high\nchannels: [email]\n")
+    bag = _dagbag(dags)
+    assert bag.import_errors == {}
+    for path in good:
+        assert f"campaign__{path.stem}" in bag.dag_ids or "enabled: false" in path.read_text()
+    placeholder = bag.get_dag("campaign__broken_promo")
+    assert placeholder is not None
+    assert "invalid" in placeholder.tags
+    assert placeholder.timetable.summary in ("None", None) or placeholder.timetable.can_be_scheduled is False
+    assert "broken_promo.yaml:6: priority" in placeholder.doc_md
