@@ -110,6 +110,37 @@ def seed(
         _fail(exc)
 
 
+@app.command()
+def simulate(
+    scenario_dir: Annotated[Path, typer.Argument(help="folder with policy.yaml, campaigns/, customers.csv, candidates.csv, ...")],
+    at: Annotated[str, typer.Option("--at", help="decision time, ISO 8601 UTC (e.g. 2026-03-02T12:00:00Z)")],
+    out_path: Annotated[Path, typer.Option("--out", help="where to write decisions.csv")] = Path("decisions.csv"),
+    shards: Annotated[int, typer.Option(help="decide in this many shards (the result does not depend on it)")] = 1,
+) -> None:
+    """Decide one cycle from files with the DAG's engine (what-if analysis); writes decisions.csv."""
+    from collections import Counter
+
+    from baton.arbitration.scenario import load_scenario, parse_at, write_decisions_csv
+    from baton.arbitration.simulate import decide_scenario
+    from baton.store.engine import ensure_database, get_engine, store_url
+    from baton.store.migrate import upgrade
+
+    try:
+        when = parse_at(at)
+        scenario = load_scenario(scenario_dir)
+        ensure_database(store_url())
+        upgrade(get_engine())
+        with err.status("deciding…"):
+            decisions = decide_scenario(get_engine(), scenario, when, shards=shards)
+        write_decisions_csv(decisions, out_path)
+    except BatonError as exc:
+        _fail(exc, 2)
+    counts = Counter(d.outcome for d in decisions)
+    out.print(f"{len(decisions):,} decisions at {when.isoformat()} -> {out_path}")
+    for outcome, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        out.print(f"  {outcome:<20} {n:>8,}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,16 @@ def start_embedded() -> URL:
 
     The returned URL names the ``postgres`` maintenance database.
     """
-    import pgserver  # imported lazily: it is only needed without BATON_DATABASE_URL
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver  # lazily: only needed without BATON_DATABASE_URL
 
     pgdata = embedded_dir()
     pgdata.mkdir(parents=True, exist_ok=True)
     log.info("Using embedded PostgreSQL in %s", pgdata)
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR not set (harmless)
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
     return make_url(server.get_uri()).set(drivername="postgresql+psycopg")
 
 

@@ -121,6 +121,10 @@ cycles = sa.Table(
     sa.Column("expected_campaigns", ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.Column("late_campaigns", ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.Column("batch_ids", ARRAY(sa.BigInteger), nullable=False, server_default="{}"),
+    sa.Column("campaigns", ARRAY(sa.Text), nullable=False, server_default="{}",
+              comment="campaigns whose batches this cycle decides"),
+    sa.Column("shards", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("heartbeat_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Column("alternatives", sa.Integer, nullable=False, server_default="0"),
     sa.Column("selected", sa.Integer, nullable=False, server_default="0"),
     sa.CheckConstraint("status in ('deciding', 'decided')", name="ck_cycles_status"),
@@ -134,13 +138,27 @@ decisions = sa.Table(
     sa.Column("campaign_id", sa.Text, primary_key=True),
     sa.Column("channel", sa.Text, primary_key=True),
     sa.Column("batch_id", sa.BigInteger),
+    sa.Column("seq", sa.Integer),
+    sa.Column("shard", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("outcome", sa.Text, nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("send_at", TS),
     sa.Column("priority", sa.Integer),
     sa.Column("score", sa.Float),
-    sa.Column("message_id", sa.BigInteger),
     sa.Index("ix_decisions_customer", "customer_id", "cycle_at"),
+    sa.Index("ix_decisions_cycle_shard", "cycle_at", "shard"),
+)
+
+cycle_outcomes = sa.Table(
+    "cycle_outcomes",
+    metadata,
+    sa.Column("cycle_at", TS, primary_key=True),
+    sa.Column("campaign_id", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("outcome", sa.Text, primary_key=True),
+    sa.Column("reason", sa.Text, primary_key=True, server_default=""),
+    sa.Column("n", sa.Integer, nullable=False),
+    comment="decisions summarised per cycle x campaign x channel x outcome (x cap), written at commit",
 )
 
 messages = sa.Table(
