@@ -1,0 +1,36 @@
+"""Durations as written in campaign and policy files: an integer and a unit (``90m``, ``24h``, ``7d``, ``2w``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_DURATION = re.compile(r"^(\d+)([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+HOW = "use an integer and a unit m, h, d or w (90m, 24h, 7d, 2w)"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``"90m"``, ``"24h"``, ``"7d"`` or ``"2w"`` into a positive :class:`~datetime.timedelta`.
+
+    Raises :class:`ValueError` with a message saying how to write a duration when *text*
+    is anything else (including a number without a unit, a fraction, or zero).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"bad duration {text!r}: {HOW}")
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"bad duration {text!r}: {HOW}")
+    amount = int(match.group(1))
+    if amount <= 0:
+        raise ValueError(f"bad duration {text!r}: a duration must be greater than zero; {HOW}")
+    return timedelta(**{_UNITS[match.group(2)]: amount})
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest ``<integer><unit>`` spelling of *value* (the inverse of :func:`parse_duration`)."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

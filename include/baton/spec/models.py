@@ -1,0 +1,685 @@
+"""Pydantic models of campaign files (SPEC §1) and the policy file (SPEC §2).
+
+The models validate on their own (``Campaign.model_validate(data)``); the loaders in
+:mod:`baton.spec.loader` add the file name and line to every problem.  All models are
+frozen and reject unknown keys.  Scalars are strict: ``priority: "80"`` or
+``enabled: "yes"`` are errors, not silently converted values.
+
+Two checks need to know where the file lives and are only made when the validation
+context provides it (the loaders always do):
+
+- ``{"file_stem": "abandoned_cart"}``: the campaign ``id`` must equal the file stem;
+- ``{"templates_dir": Path("dags/templates")}``: an email ``template`` must be a file
+  there that parses as Jinja.
+
+Errors raised here are ``PydanticCustomError`` of type ``"baton"`` whose context holds
+the ``message`` (what is wrong and what to do), optionally ``at`` (a location below the
+failing field, e.g. ``(1, "name")``) and ``template_line`` (the line of a Jinja syntax
+error inside the string).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import zoneinfo
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Self
+
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from baton.spec.durations import parse_duration
+from baton.spec.enums import DEFAULT_CONSENT, Category, Channel, ConsentMode, Period
+from baton.spec.schedule import cron_of
+
+ERROR_TYPE = "baton"
+"""The pydantic error type of every check written in this package."""
+
+CAMPAIGN_FREQUENCY = "campaign_frequency"
+"""The name of a campaign's own frequency cap (reserved: no policy cap may use it)."""
+
+ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+_JINJA = SandboxedEnvironment()
+
+_SECRET_KEY = re.compile(
+    r"(^|[_\-.])(password|passwd|pwd|secret|token|api_?key|apikey|access_?key|private_?key|credentials?)($|[_\-.])",
+    re.IGNORECASE,
+)
+
+
+def looks_like_secret(key: object) -> bool:
+    """Whether a YAML key looks like it holds a secret (password, token, api_key, secret, …)."""
+    return isinstance(key, str) and _SECRET_KEY.search(key) is not None
+
+
+SECRET_HOW = (
+    "secrets do not belong in campaign or policy files: keep them in an Airflow Connection "
+    "(a channel's `connection:` names it) or in an environment variable, and remove this key"
+)
+
+
+def fail(
+    message: str, *, at: tuple[str | int, ...] = (), template_line: int | None = None
+) -> PydanticCustomError:
+    """A validation error with Baton's *message*, optionally *at* a location below the current field."""
+    context: dict[str, Any] = {"message": message}
+    if at:
+        context["at"] = at
+    if template_line is not None:
+        context["template_line"] = template_line
+    return PydanticCustomError(ERROR_TYPE, "{message}", context)
+
+
+def _error(loc: tuple[str | int, ...], value: Any, message: str) -> InitErrorDetails:
+    return InitErrorDetails(type=fail(message), loc=loc, input=value)
+
+
+def _reraised(exc: ValidationError) -> list[InitErrorDetails]:
+    """The errors of *exc* in a form that ``ValidationError.from_exception_data`` accepts again."""
+    details: list[InitErrorDetails] = []
+    for err in exc.errors(include_url=False):
+        ctx = err.get("ctx")
+        details.append(
+            InitErrorDetails(
+                type=PydanticCustomError(err["type"], err["msg"], ctx),
+                loc=err["loc"],
+                input=err.get("input"),
+            )
+        )
+    return details
+
+
+# --------------------------------------------------------------------------- scalar types
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise fail("must not be empty: write a value or remove the key")
+    return value
+
+
+def _jinja_message(exc: TemplateSyntaxError) -> str:
+    return (exc.message or "invalid syntax").strip().rstrip(".")
+
+
+def _jinja(value: str) -> str:
+    try:
+        _JINJA.parse(value)
+    except TemplateSyntaxError as exc:
+        where = f" (line {exc.lineno} of the template)" if "\n" in value.strip("\n") else ""
+        raise fail(
+            f"Jinja syntax error: {_jinja_message(exc)}{where}: fix the template "
+            "(expressions are written {{ name }}, statements {% if ... %} ... {% endif %})",
+            template_line=exc.lineno,
+        ) from None
+    return value
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise fail(f"bad duration {value}: a duration must be greater than zero")
+        return value
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
+def _utc_datetime(value: Any) -> Any:
+    how = "write a date (2026-01-01) or a date and time (2026-01-01T08:00:00Z; without a zone it is UTC)"
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise fail(f"bad date {value!r}: {how}") from None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    raise fail(f"bad date {value!r}: {how}")
+
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _clock_time(value: Any) -> Any:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str):
+        match = _CLOCK.match(value.strip())
+        if match:
+            return time(int(match.group(1)), int(match.group(2)))
+        raise fail(f'bad time {value!r}: write a 24-hour time "HH:MM" between "00:00" and "23:59"')
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise fail(
+            f'bad time {value!r}: write the time in quotes, e.g. "21:00" '
+            "(YAML reads an unquoted 21:00 as the number 1260)"
+        )
+    raise fail(f'bad time {value!r}: write a 24-hour time in quotes, e.g. "21:00"')
+
+
+def _schedule(value: str) -> str:
+    try:
+        cron_of(value)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise fail(
+            f"unknown time zone {value!r}: use an IANA name such as 'UTC' or 'America/New_York'{hint}"
+        ) from None
+    return value
+
+
+def _between(low: float, high: float, kind: str) -> AfterValidator:
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise fail(f"{value:g} is out of range: use {kind} from {low:g} to {high:g}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _not_negative(value: int) -> int:
+    if value < 0:
+        raise fail(
+            f"{value} is not allowed: use an integer 0 or greater (0 blocks every message the cap applies to)"
+        )
+    return value
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise fail(f"{value:g} is not allowed: use a number greater than 0, or remove the key for no limit")
+    return value
+
+
+NonEmptyStr = Annotated[StrictStr, AfterValidator(_non_empty)]
+JinjaStr = Annotated[StrictStr, AfterValidator(_non_empty), AfterValidator(_jinja)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+UtcDatetime = Annotated[datetime, BeforeValidator(_utc_datetime)]
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+Schedule = Annotated[StrictStr, AfterValidator(_schedule)]
+Percent = Annotated[StrictFloat, _between(0, 50, "a percentage")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- caps
+
+
+class Cap(_Model):
+    """A frequency cap: at most ``limit`` counting messages per ``window`` (rolling) or ``period`` (calendar).
+
+    Exactly one of ``window`` and ``period`` is set.  ``channel`` and ``tag`` narrow the
+    messages the cap applies to.  A campaign's ``frequency`` is a cap named
+    ``campaign_frequency`` (see :data:`CAMPAIGN_FREQUENCY`).
+    """
+
+    name: NonEmptyStr
+    limit: Annotated[StrictInt, AfterValidator(_not_negative)]
+    window: Duration | None = None
+    period: Period | None = None
+    channel: Channel | None = None
+    tag: NonEmptyStr | None = None
+
+    @model_validator(mode="after")
+    def _window_or_period(self) -> Self:
+        label = "frequency" if self.name == CAMPAIGN_FREQUENCY else f"cap {self.name!r}"
+        if self.window is not None and self.period is not None:
+            raise fail(
+                f"{label} has both window and period: keep exactly one "
+                "(window: a rolling duration like 24h, period: day, week or month)"
+            )
+        if self.window is None and self.period is None:
+            raise fail(
+                f"{label} has neither window nor period: add one "
+                "(window: a rolling duration like 24h, or period: day, week or month)"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- campaign
+
+
+class Audience(_Model):
+    """The audience query: SQL over the marketing store, a Jinja template whose expressions become bound parameters."""
+
+    sql: JinjaStr
+
+
+def _template_name(value: str, info: ValidationInfo) -> str:
+    pure = PurePosixPath(value)
+    if pure.is_absolute() or "\\" in value or ".." in pure.parts or re.match(r"^[A-Za-z]:", value):
+        raise fail(
+            f"template {value!r} must be a file name relative to the templates folder, "
+            "without an absolute path or '..': e.g. template: abandoned_cart.html.j2"
+        )
+    context = info.context if isinstance(info.context, dict) else {}
+    templates_dir = context.get("templates_dir")
+    if not isinstance(templates_dir, Path):
+        return value
+    file = templates_dir / value
+    if not file.is_file():
+        known = (
+            sorted(p.relative_to(templates_dir).as_posix() for p in templates_dir.rglob("*") if p.is_file())
+            if templates_dir.is_dir()
+            else []
+        )
+        close = difflib.get_close_matches(value, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise fail(f"template {value!r} not found in {templates_dir}: create the file or fix the name{hint}")
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"template {value!r} cannot be read ({exc}): make it a readable UTF-8 file") from None
+    try:
+        _JINJA.parse(source, name=value)
+    except TemplateSyntaxError as exc:
+        raise fail(
+            f"template {value!r} does not parse: {_jinja_message(exc)} (line {exc.lineno} of {file}): fix the template"
+        ) from None
+    return value
+
+
+TemplateName = Annotated[StrictStr, AfterValidator(_non_empty), AfterValidator(_template_name)]
+
+
+class EmailMessage(_Model):
+    """An email: a ``subject`` and exactly one of ``html`` (inline) or ``template`` (a file), optional ``text``."""
+
+    subject: JinjaStr
+    html: JinjaStr | None = None
+    template: TemplateName | None = None
+    text: JinjaStr | None = None
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Self:
+        if self.html is not None and self.template is not None:
+            raise fail(
+                "has both html and template: keep exactly one (html: inline Jinja, template: a file name)"
+            )
+        if self.html is None and self.template is None:
+            raise fail("has no body: add html (inline Jinja) or template (a file in the templates folder)")
+        return self
+
+
+class SmsMessage(_Model):
+    """A text message."""
+
+    text: JinjaStr
+
+
+class PushMessage(_Model):
+    """A push notification: ``title``, ``body`` and an optional ``url`` to open."""
+
+    title: JinjaStr
+    body: JinjaStr
+    url: JinjaStr | None = None
+
+
+class AudienceMessage(_Model):
+    """An ad-platform audience membership: ``list`` is the audience's name."""
+
+    list: JinjaStr
+
+
+class DirectMailMessage(_Model):
+    """A printed piece: ``creative`` is the print piece's code."""
+
+    creative: JinjaStr
+
+
+MessageBlock = EmailMessage | SmsMessage | PushMessage | AudienceMessage | DirectMailMessage
+"""Any one channel's message block."""
+
+_BLOCK_EXAMPLE: dict[Channel, str] = {
+    Channel.email: "{subject: ..., template: ...}",
+    Channel.sms: "{text: ...}",
+    Channel.push: "{title: ..., body: ...}",
+    Channel.audience: "{list: ...}",
+    Channel.direct_mail: "{creative: ...}",
+}
+
+
+class MessageBlocks(_Model):
+    """One message block per channel of the campaign, and none for other channels."""
+
+    email: EmailMessage | None = None
+    sms: SmsMessage | None = None
+    push: PushMessage | None = None
+    audience: AudienceMessage | None = None
+    direct_mail: DirectMailMessage | None = None
+
+    def block(self, channel: Channel) -> MessageBlock | None:
+        """The block of *channel*, or None."""
+        result: MessageBlock | None = getattr(self, Channel(channel).value)
+        return result
+
+
+def _channel_names(values: Any) -> list[str]:
+    if not isinstance(values, list | tuple):
+        return []
+    known = {c.value for c in Channel}
+    return [str(v) for v in values if isinstance(v, str) and v in known]
+
+
+def _block_names(message: Any) -> set[str] | None:
+    if isinstance(message, MessageBlocks):
+        return {c.value for c in Channel if message.block(c) is not None}
+    if isinstance(message, dict):
+        return {str(k) for k, v in message.items() if v is not None}
+    return None
+
+
+class Campaign(_Model):
+    """One campaign file (SPEC §1).
+
+    Defaults: ``enabled`` true, ``category`` marketing, ``topic`` the ``id``, ``priority``
+    50 (the middle of 0..100; SPEC leaves it open), no ``tags``, ``holdout_percent`` 0,
+    no ``frequency`` cap, ``expires_after`` 24h, ``counts_toward_caps`` true for marketing
+    and false for transactional campaigns, empty ``params``.  ``start_date`` and
+    ``end_date`` are UTC datetimes (a date means its midnight UTC).
+    """
+
+    id: StrictStr
+    name: NonEmptyStr
+    owner: NonEmptyStr
+    description: StrictStr | None = None
+    enabled: StrictBool = True
+    schedule: Schedule
+    start_date: UtcDatetime
+    end_date: UtcDatetime | None = None
+    category: Category = Category.marketing
+    topic: NonEmptyStr = ""
+    priority: Annotated[StrictInt, _between(0, 100, "an integer")] = 50
+    tags: tuple[NonEmptyStr, ...] = ()
+    channels: tuple[Channel, ...]
+    holdout_percent: Percent = 0.0
+    frequency: Cap | None = None
+    expires_after: Duration = timedelta(hours=24)
+    counts_toward_caps: StrictBool = True
+    params: dict[str, Any] = Field(default_factory=dict)
+    audience: Audience
+    message: MessageBlocks
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str, info: ValidationInfo) -> str:
+        if not ID_PATTERN.match(value):
+            raise fail(
+                f"id {value!r} is not allowed: use 1 to 63 characters, lowercase letters, digits and _, "
+                "starting with a letter (e.g. abandoned_cart)"
+            )
+        context = info.context if isinstance(info.context, dict) else {}
+        stem = context.get("file_stem")
+        if isinstance(stem, str) and value != stem:
+            raise fail(
+                f"id {value!r} must equal the file name stem {stem!r}: rename the file or change the id"
+            )
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: tuple[Channel, ...]) -> tuple[Channel, ...]:
+        every = ", ".join(c.value for c in Channel)
+        if not value:
+            raise fail(f"no channel given: list 1 to 5 of {every} in order of preference, e.g. [email]")
+        if len(value) > len(Channel):
+            raise fail(
+                f"{len(value)} channels given, at most {len(Channel)}: list each of {every} at most once"
+            )
+        seen: set[Channel] = set()
+        for i, channel in enumerate(value):
+            if channel in seen:
+                raise fail(f"channel {channel.value!r} is listed twice: list each channel once", at=(i,))
+            seen.add(channel)
+        return value
+
+    @field_validator("frequency", mode="before")
+    @classmethod
+    def _frequency(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        allowed = ("limit", "window", "period")
+        for key in value:
+            if key in allowed:
+                continue
+            if looks_like_secret(key):
+                raise fail(f"{key!r} looks like a secret: {SECRET_HOW}", at=(key,))
+            if key in ("name", "channel", "tag"):
+                raise fail(
+                    f"{key!r} is not allowed in frequency: a campaign's frequency cap is always named "
+                    f"{CAMPAIGN_FREQUENCY!r} and counts this campaign's messages on every channel; "
+                    "keep only limit and window or period",
+                    at=(key,),
+                )
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise fail(f"unknown key {key!r}: allowed keys are {', '.join(allowed)}{hint}", at=(key,))
+        return {**value, "name": CAMPAIGN_FREQUENCY}
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        def walk(node: Any, at: tuple[str | int, ...]) -> None:
+            if isinstance(node, dict):
+                for key, child in node.items():
+                    if looks_like_secret(key):
+                        raise fail(f"{key!r} looks like a secret: {SECRET_HOW}", at=(*at, key))
+                    walk(child, (*at, key))
+            elif isinstance(node, list):
+                for i, child in enumerate(node):
+                    walk(child, (*at, i))
+
+        walk(value, ())
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _whole(cls, data: Any, handler: ModelWrapValidatorHandler[Campaign]) -> Campaign:
+        """Fill the defaults that depend on other keys, and check keys against each other.
+
+        Cross-key problems are reported together with the field errors, so that one run of
+        ``baton validate`` shows every problem of the file.
+        """
+        if not isinstance(data, dict):
+            return handler(data)
+        data = dict(data)
+        if "topic" not in data and isinstance(data.get("id"), str):
+            data["topic"] = data["id"]
+        if "counts_toward_caps" not in data:
+            data["counts_toward_caps"] = data.get("category") != Category.transactional.value
+        cross = cls._cross_checks(data)
+        try:
+            campaign = handler(data)
+        except ValidationError as exc:
+            raise ValidationError.from_exception_data(exc.title, [*_reraised(exc), *cross]) from None
+        if campaign.end_date is not None and campaign.end_date <= campaign.start_date:
+            cross.append(
+                _error(
+                    ("end_date",),
+                    data.get("end_date"),
+                    f"end_date {campaign.end_date.isoformat()} is not after start_date "
+                    f"{campaign.start_date.isoformat()}: set a later end_date or remove it",
+                )
+            )
+        if cross:
+            raise ValidationError.from_exception_data(cls.__name__, cross)
+        return campaign
+
+    @staticmethod
+    def _cross_checks(data: dict[str, Any]) -> list[InitErrorDetails]:
+        errors: list[InitErrorDetails] = []
+        listed = _channel_names(data.get("channels"))
+        blocks = _block_names(data.get("message"))
+        if blocks is not None and listed:
+            for name in listed:
+                if name not in blocks:
+                    example = _BLOCK_EXAMPLE[Channel(name)]
+                    errors.append(
+                        _error(
+                            ("message", name),
+                            data.get("message"),
+                            f"channel {name!r} has no message block: add message.{name} ({name}: {example})",
+                        )
+                    )
+            for name in sorted(
+                blocks & {c.value for c in Channel}, key=lambda n: list(Channel).index(Channel(n))
+            ):
+                if name not in listed:
+                    errors.append(
+                        _error(
+                            ("message", name),
+                            data.get("message"),
+                            f"message.{name} is given but {name!r} is not in channels: "
+                            f"add {name} to channels or remove this block",
+                        )
+                    )
+        transactional = data.get("category") == Category.transactional.value
+        holdout = data.get("holdout_percent")
+        if (
+            transactional
+            and isinstance(holdout, int | float)
+            and not isinstance(holdout, bool)
+            and holdout > 0
+        ):
+            errors.append(
+                _error(
+                    ("holdout_percent",),
+                    holdout,
+                    "transactional campaigns have no holdout: set holdout_percent to 0 "
+                    "or make the campaign category marketing",
+                )
+            )
+        if transactional and data.get("frequency") is not None:
+            errors.append(
+                _error(
+                    ("frequency",),
+                    data.get("frequency"),
+                    "transactional campaigns are never capped: remove frequency or make the campaign category marketing",
+                )
+            )
+        return errors
+
+
+# --------------------------------------------------------------------------- policy
+
+
+class CycleSettings(_Model):
+    """The arbitration cycle: its cron ``schedule``, how long it ``wait_for`` late campaigns, and ``max_send_delay``."""
+
+    schedule: Schedule = "0 * * * *"
+    wait_for: Duration = timedelta(minutes=30)
+    max_send_delay: Duration = timedelta(hours=2)
+
+
+class QuietHours(_Model):
+    """Local times between which a channel is quiet; ``start > end`` wraps midnight."""
+
+    start: ClockTime
+    end: ClockTime
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise fail(
+                f"start and end are both {self.start:%H:%M}, so the quiet hours are empty: "
+                "set different times or remove the entry"
+            )
+        return self
+
+
+class ChannelSettings(_Model):
+    """Consent mode, Airflow connection id and optional send rate of one channel."""
+
+    consent: ConsentMode
+    connection: NonEmptyStr
+    rate_per_second: Annotated[StrictFloat, AfterValidator(_positive)] | None = None
+
+
+class Policy(_Model):
+    """The deployment's policy (SPEC §2); every key is optional and ``Policy()`` is all defaults."""
+
+    cycle: CycleSettings = CycleSettings()
+    default_timezone: Annotated[StrictStr, AfterValidator(_timezone)] = "UTC"
+    global_control_percent: Percent = 0.0
+    holdout_salt: NonEmptyStr = "baton"
+    caps: tuple[Cap, ...] = ()
+    quiet_hours: dict[Channel, QuietHours] = Field(default_factory=dict)
+    channels: dict[Channel, ChannelSettings] = Field(default_factory=dict)
+
+    def channel(self, ch: Channel) -> ChannelSettings:
+        """The settings of *ch*: as configured, else consent default, connection ``baton_<channel>``, no rate limit."""
+        ch = Channel(ch)
+        configured = self.channels.get(ch)
+        if configured is not None:
+            return configured
+        return ChannelSettings(consent=DEFAULT_CONSENT[ch], connection=f"baton_{ch.value}")
+
+    @field_validator("caps")
+    @classmethod
+    def _unique_caps(cls, value: tuple[Cap, ...]) -> tuple[Cap, ...]:
+        first: dict[str, int] = {}
+        for i, cap in enumerate(value):
+            if cap.name == CAMPAIGN_FREQUENCY:
+                raise fail(
+                    f"the name {CAMPAIGN_FREQUENCY!r} is reserved for campaigns' frequency caps: choose another name",
+                    at=(i, "name"),
+                )
+            if cap.name in first:
+                raise fail(
+                    f"duplicate cap name {cap.name!r} (already used by caps[{first[cap.name]}]): "
+                    "give every cap a unique name",
+                    at=(i, "name"),
+                )
+            first[cap.name] = i
+        return value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        filled: dict[Any, Any] = {}
+        for key, settings in value.items():
+            if isinstance(key, str) and key in Channel.__members__ and isinstance(settings, dict):
+                channel = Channel(key)
+                settings = {
+                    "consent": DEFAULT_CONSENT[channel],
+                    "connection": f"baton_{channel.value}",
+                    **settings,
+                }
+            filled[key] = settings
+        return filled
