@@ -1,0 +1,882 @@
+"""Deterministic synthetic data for a mid-size online retailer (``baton seed``).
+
+Writes customers, identifiers, consents, suppressions and behavioural events into the
+marketing store with PostgreSQL ``COPY``, fast enough for a million customers and a
+month of events in a few minutes on a small machine.
+
+Determinism
+-----------
+Everything is a pure function of the parameters, so the same ``(customers, seed,
+until, days)`` produces byte-identical rows (``event_id`` included, on an empty
+store):
+
+* per-customer *traits* used by the event generator (timezone, preferred category,
+  activity level) come from an RNG seeded with ``seed`` alone;
+* the other customer columns come from a second RNG seeded with ``seed``; their dates
+  are placed relative to the start of the event window of the run that built them
+  (customers are historical: they signed up, and last ordered, before the window);
+* events are generated per UTC day ``d`` from RNGs seeded with ``(seed, d)``: the day's
+  active customers, their purchases, their sessions and the day's stock and price
+  notifications each have their own stream.  A day's events may fall on a neighbouring
+  day (local time, follow-ups such as ``review_due`` a few days after a purchase); every
+  run keeps exactly the generated events whose ``ts`` lies in its window ``(start,
+  end]``, so any window is the same slice of one endless, fixed history.
+
+Top-up
+------
+The parameters and the end of the last window are kept in ``baton_meta`` (key
+``seed``).  Called again with the same ``customers`` and ``seed`` (and no ``reset``),
+the seeder only appends the events in ``(previous until, new until]`` (bounded to the
+last ``days`` days); the result equals one run over the combined window, except for the
+surrogate ``event_id`` order.  Different parameters, ``reset=True`` or an interrupted
+previous run truncate the seeded tables and rebuild them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Engine
+
+from baton.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1
+META_KEY = "seed"
+SEEDED_TABLES = ("customers", "identifiers", "consents", "suppressions", "events")
+DAY = 86_400
+CUSTOMER_CHUNK = 100_000
+COPY_FLUSH = 20_000  # lines per copy.write()
+NULL = "\\N"
+
+# --------------------------------------------------------------------------- vocabulary
+# No string below may contain a tab, newline or backslash: rows are written as COPY
+# text without escaping (checked at import time by _check_vocabulary()).
+
+# (IANA timezone, weight, calling code, mobile prefix, city)
+TIMEZONES: tuple[tuple[str, float, str, str, str], ...] = (
+    ("America/New_York", 14.0, "1", "917", "New York, NY"),
+    ("America/Chicago", 9.0, "1", "312", "Chicago, IL"),
+    ("America/Denver", 4.0, "1", "720", "Denver, CO"),
+    ("America/Los_Angeles", 10.0, "1", "213", "Los Angeles, CA"),
+    ("America/Phoenix", 2.0, "1", "602", "Phoenix, AZ"),
+    ("America/Anchorage", 0.4, "1", "907", "Anchorage, AK"),
+    ("Pacific/Honolulu", 0.4, "1", "808", "Honolulu, HI"),
+    ("America/Detroit", 1.2, "1", "313", "Detroit, MI"),
+    ("America/Indiana/Indianapolis", 0.6, "1", "317", "Indianapolis, IN"),
+    ("America/Toronto", 2.0, "1", "416", "Toronto, ON"),
+    ("America/Vancouver", 1.0, "1", "604", "Vancouver, BC"),
+    ("America/Mexico_City", 1.5, "52", "155", "Mexico City"),
+    ("America/Sao_Paulo", 1.5, "55", "119", "Sao Paulo"),
+    ("America/Bogota", 0.5, "57", "310", "Bogota"),
+    ("America/Argentina/Buenos_Aires", 0.5, "54", "911", "Buenos Aires"),
+    ("Europe/London", 8.0, "44", "77", "London"),
+    ("Europe/Dublin", 1.0, "353", "87", "Dublin"),
+    ("Europe/Paris", 5.0, "33", "6", "Paris"),
+    ("Europe/Berlin", 6.0, "49", "151", "Berlin"),
+    ("Europe/Madrid", 3.0, "34", "6", "Madrid"),
+    ("Europe/Rome", 3.0, "39", "34", "Rome"),
+    ("Europe/Amsterdam", 2.0, "31", "6", "Amsterdam"),
+    ("Europe/Brussels", 1.0, "32", "47", "Brussels"),
+    ("Europe/Stockholm", 1.0, "46", "70", "Stockholm"),
+    ("Europe/Oslo", 0.5, "47", "9", "Oslo"),
+    ("Europe/Copenhagen", 0.5, "45", "2", "Copenhagen"),
+    ("Europe/Warsaw", 1.5, "48", "5", "Warsaw"),
+    ("Europe/Vienna", 1.0, "43", "66", "Vienna"),
+    ("Europe/Zurich", 1.0, "41", "7", "Zurich"),
+    ("Europe/Lisbon", 1.0, "351", "9", "Lisbon"),
+    ("Europe/Athens", 0.5, "30", "69", "Athens"),
+    ("Europe/Helsinki", 0.5, "358", "4", "Helsinki"),
+    ("Europe/Prague", 0.5, "420", "6", "Prague"),
+    ("Asia/Tokyo", 1.0, "81", "90", "Tokyo"),
+    ("Asia/Singapore", 0.7, "65", "8", "Singapore"),
+    ("Asia/Kolkata", 1.0, "91", "9", "Mumbai"),
+    ("Asia/Dubai", 0.5, "971", "5", "Dubai"),
+    ("Asia/Shanghai", 0.5, "86", "13", "Shanghai"),
+    ("Asia/Kathmandu", 0.1, "977", "98", "Kathmandu"),
+    ("Australia/Sydney", 1.5, "61", "4", "Sydney, NSW"),
+    ("Australia/Perth", 0.3, "61", "4", "Perth, WA"),
+    ("Pacific/Auckland", 0.5, "64", "2", "Auckland"),
+    ("Africa/Johannesburg", 0.5, "27", "8", "Johannesburg"),
+    ("Pacific/Kiritimati", 0.05, "686", "7", "Kiritimati"),
+)
+MISSING_TZ_SHARE = 0.03
+INVALID_TZ_SHARE = 0.01
+INVALID_TIMEZONES = ("Mars/Olympus", "EST5EDT-bad", "America/New York", "GMT+25", "Europe/Atlantis")
+DEFAULT_TZ = "America/New_York"  # the demo policy's default_timezone
+
+FIRST_NAMES = (
+    "Olivia", "Liam", "Emma", "Noah", "Ava", "Oliver", "Sophia", "Elijah", "Isabella", "James",
+    "Mia", "William", "Amelia", "Benjamin", "Harper", "Lucas", "Evelyn", "Henry", "Abigail", "Alexander",
+    "Emily", "Mateo", "Ella", "Daniel", "Camila", "Sebastian", "Luna", "Jack", "Sofia", "Aiden",
+    "Chloe", "Samuel", "Zoe", "David", "Nora", "Joseph", "Lily", "Carter", "Hannah", "Owen",
+    "Lea", "Jonas", "Emilia", "Finn", "Clara", "Paul", "Chiara", "Luca", "Julie", "Hugo",
+    "Ines", "Arthur", "Sara", "Marco", "Yuki", "Haruto", "Aarav", "Priya", "Wei", "Mei",
+    "Fatima", "Omar", "Aisha", "Diego", "Valentina", "Santiago", "Lucia", "Mateus", "Ana", "Pedro",
+    "Freya", "Oscar", "Maja", "Elias", "Nadia", "Tomasz", "Zofia", "Niamh", "Sean", "Grace",
+)
+LAST_NAMES = (
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
+    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
+    "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson",
+    "Walker", "Young", "Allen", "King", "Wright", "Scott", "Nguyen", "Hill", "Flores", "Green",
+    "Muller", "Schmidt", "Schneider", "Fischer", "Weber", "Dubois", "Bernard", "Moreau", "Laurent", "Rossi",
+    "Russo", "Ferrari", "Esposito", "Bianchi", "Jansen", "de Vries", "Novak", "Kowalski", "Nowak", "Silva",
+    "Santos", "Costa", "Tanaka", "Sato", "Suzuki", "Patel", "Sharma", "Singh", "Chen", "Wang",
+    "Murphy", "Kelly", "O'Brien", "Andersson", "Johansson", "Nielsen", "Hansen", "Papadopoulos", "Ali", "Khan",
+)
+STREETS = (
+    "Maple Avenue", "Oak Street", "Pine Road", "Cedar Lane", "Elm Street", "Park Avenue", "Main Street",
+    "Highland Drive", "Lakeview Terrace", "Church Road", "Station Road", "Mill Lane", "Victoria Street",
+    "Rue de la Paix", "Hauptstrasse", "Via Roma", "Calle Mayor", "Kerkstraat", "Sunset Boulevard",
+    "Harbour View", "Riverside Walk", "Orchard Close", "King Street", "Queen Street", "Bridge Road",
+)
+EMAIL_DOMAINS = ("example.com", "example.net", "example.org", "mail.example.com", "inbox.example.net")
+
+# category -> (nouns, price range in whole currency units)
+CATALOG: tuple[tuple[str, tuple[str, ...], int, int], ...] = (
+    ("apparel", ("Linen Shirt", "Denim Jacket", "Wool Sweater", "Chino Pants", "Summer Dress", "Hoodie",
+                 "Rain Coat", "Polo Shirt", "Cardigan", "Puffer Vest"), 19, 189),
+    ("shoes", ("Running Shoes", "Leather Boots", "Canvas Sneakers", "Loafers", "Sandals", "Trail Runners",
+               "Chelsea Boots", "Slip-Ons"), 29, 219),
+    ("accessories", ("Leather Belt", "Wool Scarf", "Sunglasses", "Backpack", "Wallet", "Watch", "Tote Bag",
+                     "Beanie"), 12, 249),
+    ("beauty", ("Face Serum", "Lip Balm Set", "Night Cream", "Shampoo Bar", "Eau de Parfum", "Clay Mask",
+                "Sunscreen SPF 50"), 8, 119),
+    ("home", ("Throw Blanket", "Scented Candle", "Linen Duvet Cover", "Table Lamp", "Wall Mirror",
+              "Cushion Cover", "Area Rug", "Plant Pot"), 14, 299),
+    ("kitchen", ("Chef Knife", "Cast Iron Skillet", "Coffee Grinder", "Espresso Cups", "Cutting Board",
+                 "Stand Mixer", "French Press", "Dutch Oven"), 12, 449),
+    ("electronics", ("Wireless Earbuds", "Bluetooth Speaker", "Smart Watch", "E-Reader", "Power Bank",
+                     "Noise-Cancelling Headphones", "Action Camera", "Mechanical Keyboard"), 25, 599),
+    ("outdoor", ("Camping Tent", "Sleeping Bag", "Hiking Backpack", "Trekking Poles", "Water Bottle",
+                 "Headlamp", "Camp Stove"), 15, 399),
+    ("sports", ("Yoga Mat", "Dumbbell Set", "Cycling Jersey", "Tennis Racket", "Foam Roller",
+                "Resistance Bands", "Swim Goggles"), 10, 259),
+    ("toys", ("Building Blocks", "Puzzle 1000pc", "Plush Bear", "Board Game", "Remote Control Car",
+              "Art Set", "Wooden Train"), 9, 129),
+)
+CATEGORIES = tuple(c[0] for c in CATALOG)
+ADJECTIVES = ("Classic", "Everyday", "Premium", "Organic", "Nordic", "Urban", "Vintage", "Ultralight",
+              "Signature", "Essential", "Coastal", "Alpine", "Studio", "Heritage", "Pro")
+PRODUCTS_PER_NOUN = 6  # adjective variants per noun
+
+# daily probability of being active, share of customers
+ACTIVITY = ((0.05, 0.25), (0.20, 0.08), (0.40, 0.025), (0.35, 0.004))
+WEEKDAY_FACTOR = (0.95, 0.92, 0.95, 1.0, 1.05, 1.15, 1.2)  # Monday .. Sunday
+PURCHASE_SHARE = (0.02, 0.03)  # of the day's active customers
+CART_RATE = 0.15  # non-purchasing sessions that add to cart
+ABANDON_RATE = 0.23  # of those carts, share that fire cart_abandoned (~20% of all carts)
+BACK_IN_STOCK_RATE = 0.0015  # of all customers per day
+PRICE_DROP_RATE = 0.002
+REVIEW_DELAY_DAYS = (3, 7)
+HOUR_WEIGHTS = (1.0, 0.5, 0.3, 0.2, 0.2, 0.4, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0,
+                6.0, 5.5, 4.5, 4.5, 5.0, 5.5, 6.5, 8.0, 8.5, 7.5, 5.0, 2.5)
+
+
+def _check_vocabulary() -> None:
+    words: list[str] = list(INVALID_TIMEZONES) + list(FIRST_NAMES) + list(LAST_NAMES) + list(STREETS)
+    words += list(EMAIL_DOMAINS) + list(ADJECTIVES) + [w for t in TIMEZONES for w in (t[0], t[4])]
+    words += [w for c in CATALOG for w in (c[0], *c[1])]
+    for w in words:
+        if any(ch in w for ch in "\t\n\r\\\""):
+            raise AssertionError(f"seed vocabulary word {w!r} needs COPY/JSON escaping")
+
+
+_check_vocabulary()
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@dataclass
+class SeedStats:
+    """What one :func:`run_seed` call wrote."""
+
+    mode: str  # "rebuild", "top_up" or "up_to_date"
+    customers: int = 0
+    identifiers: int = 0
+    consents: int = 0
+    suppressions: int = 0
+    events: int = 0
+    events_by_type: dict[str, int] = field(default_factory=dict)
+    window_start: str | None = None  # events written: ts in (window_start, window_end]
+    window_end: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _parse_until(until: str | datetime | None) -> datetime:
+    if until is None:
+        dt = datetime.now(UTC)
+    elif isinstance(until, datetime):
+        dt = until
+    else:
+        text = until.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ConfigError(f"--until {until!r} is not an ISO 8601 time, e.g. 2026-03-01T12:00:00Z") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    dt = dt.astimezone(UTC)
+    return dt.replace(second=0, microsecond=0)
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+class _TsFormat:
+    """Epoch seconds -> 'YYYY-MM-DD HH:MM:SS+00', cached per minute (cheap in hot loops)."""
+
+    def __init__(self) -> None:
+        self._minutes: dict[int, str] = {}
+        self._days: dict[int, str] = {}
+
+    def ts(self, epoch: int) -> str:
+        m, s = divmod(epoch, 60)
+        p = self._minutes.get(m)
+        if p is None:
+            p = self._minutes[m] = time.strftime("%Y-%m-%d %H:%M:", time.gmtime(m * 60))
+        return f"{p}{s:02d}+00"
+
+    def day(self, epoch: int) -> str:
+        d = epoch // DAY
+        s = self._days.get(d)
+        if s is None:
+            s = self._days[d] = time.strftime("%Y-%m-%d", time.gmtime(d * DAY))
+        return s
+
+
+def _money(cents: int) -> str:
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+def _diurnal_table(size: int = 8192) -> list[int]:
+    """Local minute-of-day for ``size`` evenly spaced quantiles of the shopping curve."""
+    weights = [HOUR_WEIGHTS[m // 60] for m in range(1440)]
+    total = sum(weights)
+    table: list[int] = []
+    acc = 0.0
+    m = 0
+    for i in range(size):
+        q = (i + 0.5) / size * total
+        while acc + weights[m] < q:
+            acc += weights[m]
+            m += 1
+        table.append(m)
+    return table
+
+
+@dataclass
+class _Product:
+    segment: str  # 'product_id\titem_name\tcategory\tprice'
+    drop_segment: str  # same with the reduced price
+    drop_props: str  # properties JSON of a price_drop
+    price_cents: int
+
+
+@dataclass
+class _World:
+    """Everything derived from (customers, seed) alone: traits and the catalogue."""
+
+    n: int
+    ids: list[str]
+    tz_idx: bytearray  # index into tz_names (valid zones first, then missing, then invalid)
+    pref: bytearray  # preferred category index
+    classes: list[list[int]]  # customer indexes per activity class
+    heavy: set[int]  # the most active class: sometimes two sessions a day
+    products_by_cat: list[list[_Product]]
+    browse_segments: list[str]
+    tz_names: list[str | None]
+    tz_zone: list[str]  # zone used for local time (default for missing/invalid)
+
+
+def _build_world(n: int, seed: int) -> _World:
+    width = max(7, len(str(n)))
+    ids = [f"c{i:0{width}d}" for i in range(1, n + 1)]
+
+    # timezone lookup table: 10,000 slots, valid zones by weight, then missing, invalid
+    valid = [t[0] for t in TIMEZONES]
+    tz_names: list[str | None] = [*valid, None, *INVALID_TIMEZONES]
+    tz_zone = [*valid, DEFAULT_TZ, *([DEFAULT_TZ] * len(INVALID_TIMEZONES))]
+    slots = 10_000
+    n_missing = round(slots * MISSING_TZ_SHARE)
+    n_invalid = round(slots * INVALID_TZ_SHARE)
+    n_valid = slots - n_missing - n_invalid
+    wsum = sum(t[1] for t in TIMEZONES)
+    tz_table: list[int] = []
+    acc = 0.0
+    for k, t in enumerate(TIMEZONES):
+        acc += t[1]
+        tz_table.extend([k] * (round(acc / wsum * n_valid) - len(tz_table)))
+    tz_table.extend([len(valid)] * n_missing)
+    for k in range(n_invalid):
+        tz_table.append(len(valid) + 1 + k % len(INVALID_TIMEZONES))
+
+    cat_weights = (16, 10, 9, 9, 12, 9, 12, 8, 8, 7)
+    cat_table = [k for k, w in enumerate(cat_weights) for _ in range(w)]
+    class_table = [k for k, (share, _p) in enumerate(ACTIVITY) for _ in range(round(share * 100))]
+
+    rng = random.Random(f"baton-seed:{seed}:traits")
+    r = rng.random
+    tz_idx = bytearray(n)
+    pref = bytearray(n)
+    classes: list[list[int]] = [[] for _ in ACTIVITY]
+    nt, nc, ncl = len(tz_table), len(cat_table), len(class_table)
+    for i in range(n):
+        tz_idx[i] = tz_table[int(r() * nt)]
+        pref[i] = cat_table[int(r() * nc)]
+        classes[class_table[int(r() * ncl)]].append(i)
+
+    crng = random.Random(f"baton-seed:{seed}:catalog")
+    products_by_cat: list[list[_Product]] = []
+    serial = 0
+    for cat, nouns, lo, hi in CATALOG:
+        items: list[_Product] = []
+        for noun in nouns:
+            for adj in crng.sample(ADJECTIVES, PRODUCTS_PER_NOUN):
+                serial += 1
+                whole = int(lo + (hi - lo) * crng.random() ** 2)
+                cents = whole * 100 + (99 if crng.random() < 0.7 else 0)
+                drop = cents - max(100, (cents * crng.choice((10, 15, 20, 25, 30)) // 100) // 100 * 100)
+                name = f"{adj} {noun}"
+                pid = f"p{serial:05d}"
+                items.append(_Product(
+                    segment=f"{pid}\t{name}\t{cat}\t{_money(cents)}",
+                    drop_segment=f"{pid}\t{name}\t{cat}\t{_money(drop)}",
+                    drop_props=f'{{"previous_price": {_money(cents)}}}',
+                    price_cents=cents,
+                ))
+        crng.shuffle(items)  # popularity order: earlier items are picked more often
+        products_by_cat.append(items)
+    browse_segments = [f"\\N\t\\N\t{cat}\t\\N" for cat in CATEGORIES]
+    return _World(n, ids, tz_idx, pref, classes, set(classes[0]), products_by_cat, browse_segments, tz_names, tz_zone)
+
+
+# ---------------------------------------------------------------------- customers phase
+
+
+@dataclass
+class _CustomerChunk:
+    customers: list[str] = field(default_factory=list)
+    identifiers: list[str] = field(default_factory=list)
+    consents: list[str] = field(default_factory=list)
+    suppressions: list[str] = field(default_factory=list)
+
+
+def _customer_chunks(world: _World, seed: int, anchor: int, fmt: _TsFormat) -> Iterator[tuple[int, _CustomerChunk]]:
+    """Rows of the customer tables, ``CUSTOMER_CHUNK`` customers at a time.
+
+    ``anchor`` (epoch, a midnight) is the start of the event window: signups and
+    historical orders lie before it.
+    """
+    rng = random.Random(f"baton-seed:{seed}:customers")
+    r = rng.random
+    getbits = rng.getrandbits
+    nf, nl, ns, nd = len(FIRST_NAMES), len(LAST_NAMES), len(STREETS), len(EMAIL_DOMAINS)
+    tz_info = [(t[2], t[3], t[4]) for t in TIMEZONES]
+    default_info = tz_info[0]
+    tiers = ("bronze", "silver", "gold", "platinum")
+    chunk = _CustomerChunk()
+    for i in range(world.n):
+        cid = world.ids[i]
+        num = i + 1
+        ti = world.tz_idx[i]
+        tzname = world.tz_names[ti]
+        cc, mobile, city = tz_info[ti] if ti < len(tz_info) else default_info
+        first = FIRST_NAMES[int(r() * nf)]
+        last = LAST_NAMES[int(r() * nl)]
+        days_before = 1 + int(r() ** 1.6 * 2190)
+        signup = anchor - days_before * DAY + int(r() * DAY)
+        created = fmt.ts(signup)
+
+        # email
+        email: str | None = None
+        norm_email = ""
+        if r() < 0.95:
+            local_last = last.lower().replace(" ", "").replace("'", "")
+            style = r()
+            if style < 0.55:
+                local = f"{first.lower()}.{local_last}{num}"
+            elif style < 0.8:
+                local = f"{first[0].lower()}{local_last}{num}"
+            else:
+                local = f"{first.lower()}_{local_last}{num}"
+            domain = EMAIL_DOMAINS[int(r() * nd)]
+            norm_email = f"{local}@{domain}"
+            quirk = r()
+            if quirk < 0.05:  # typed with capitals
+                email = f"{local.capitalize()}@{domain.capitalize()}" if quirk < 0.025 else norm_email.upper()
+            elif quirk < 0.06:  # pasted with surrounding spaces
+                email = f" {norm_email} "
+            else:
+                email = norm_email
+        phone = f"+{cc}{mobile}{num:07d}" if r() < 0.70 else None
+        push = f"fcm-{getbits(96):024x}" if r() < 0.40 else None
+        postal = f"{1 + int(r() * 2400)} {STREETS[int(r() * ns)]}, {city}" if r() < 0.60 else None
+
+        # attributes: purchase history before the window
+        x = r()
+        orders = 0 if x < 0.35 else 1 + int(((x - 0.35) / 0.65) ** 3 * 40)
+        aov = 2500 + int(r() * 12000)
+        ltv = orders * aov
+        tier = "none" if orders == 0 else tiers[min(3, (orders - 1) // 4)]
+        attrs = (f'{{"loyalty_tier": "{tier}", "lifetime_value": {_money(ltv)}, "orders_count": {orders}, '
+                 f'"signup_date": "{fmt.day(signup)}", "preferred_category": "{CATEGORIES[world.pref[i]]}"')
+        if orders:
+            last_order = anchor - 1 - int(r() ** 1.3 * min(days_before, 900) * DAY)
+            attrs += f', "last_order_date": "{fmt.day(max(last_order, signup))}"'
+        attrs += ', "newsletter": true}' if r() < 0.3 else "}"
+
+        chunk.customers.append(
+            f"{cid}\t{email if email is not None else NULL}\t{phone or NULL}\t{push or NULL}\t{postal or NULL}"
+            f"\t{first}\t{last}\t{tzname or NULL}\t{attrs}\t{created}\n"
+        )
+
+        # identifiers
+        ids = chunk.identifiers
+        if email is not None:
+            ids.append(f"email\t{norm_email}\t{cid}\t{created}\n")
+        if phone:
+            ids.append(f"phone\t{phone}\t{cid}\t{created}\n")
+        ids.append(f"cookie\tck-{getbits(48):012x}{num:x}\t{cid}\t{created}\n")
+        if r() < 0.3:
+            ids.append(f"cookie\tck-{getbits(48):012x}{num:x}-2\t{cid}\t{fmt.ts(signup + int(r() * 90 * DAY))}\n")
+        if push:
+            ids.append(f"device\tdev-{num:x}-{getbits(32):08x}\t{cid}\t{created}\n")
+
+        # consents
+        cons = chunk.consents
+        changed = fmt.ts(signup + int(r() * (days_before - 1) * DAY))
+        if phone and r() < 0.35:
+            cons.append(f"{cid}\tsms\t\topt_in\t{'checkout' if r() < 0.6 else 'signup_form'}\t{changed}\n")
+        if email is not None:
+            y = r()
+            if y < 0.02:
+                cons.append(f"{cid}\temail\t\topt_out\tpreference_center\t{changed}\n")
+            elif y < 0.06:
+                cons.append(f"{cid}\temail\tpromotions\topt_out\tpreference_center\t{changed}\n")
+            elif y < 0.09:
+                cons.append(f"{cid}\temail\tnewsletter\topt_out\tunsubscribe_link\t{changed}\n")
+            elif y < 0.30:
+                cons.append(f"{cid}\temail\tnewsletter\topt_in\tnewsletter_signup\t{created}\n")
+        if push and r() < 0.06:
+            cons.append(f"{cid}\tpush\t\topt_out\tapp_settings\t{changed}\n")
+
+        # suppressions
+        if email is not None and r() < 0.01:
+            reason = "hard_bounce" if r() < 0.7 else "complaint"
+            chunk.suppressions.append(f"email\t{norm_email}\t{reason}\t{changed}\n")
+        if phone and r() < 0.003:
+            chunk.suppressions.append(f"sms\t{phone}\tinvalid_number\t{changed}\n")
+
+        if len(chunk.customers) >= CUSTOMER_CHUNK:
+            yield num, chunk
+            chunk = _CustomerChunk()
+    if chunk.customers:
+        yield world.n, chunk
+
+
+# -------------------------------------------------------------------------- events phase
+
+
+def _day_offsets(world: _World, day: int) -> list[int]:
+    """UTC offset in seconds of every timezone index at noon UTC of ``day``."""
+    noon = datetime.fromtimestamp(day * DAY + DAY // 2, UTC)
+    cache: dict[str, int] = {}
+    out: list[int] = []
+    for zone in world.tz_zone:
+        off = cache.get(zone)
+        if off is None:
+            delta = noon.astimezone(ZoneInfo(zone)).utcoffset()
+            off = cache[zone] = int(delta.total_seconds()) if delta is not None else 0
+        out.append(off)
+    return out
+
+
+# margins: how far (in seconds) a generator day's events can fall outside its UTC day
+_BEFORE = 16 * 3600  # UTC+14 local morning, minus the session before a purchase
+_AFTER = 17 * 3600  # UTC-12 local night, plus a session and a cart-abandonment delay
+_FOLLOW_UP = (REVIEW_DELAY_DAYS[1] + 1) * DAY
+
+
+def _generator_days(start: int, end: int) -> tuple[list[int], list[int]]:
+    """(days whose follow-ups only can reach the window, days generated in full)."""
+    first_full = (start - _AFTER) // DAY - 1
+    last_full = (end + _BEFORE) // DAY + 1
+    full = [d for d in range(first_full, last_full + 1)
+            if (d + 1) * DAY + _AFTER > start and d * DAY - _BEFORE <= end]
+    lead = [d for d in range((start - _AFTER - _FOLLOW_UP) // DAY - 1, full[0])
+            if (d + 1) * DAY + _AFTER + _FOLLOW_UP > start] if full else []
+    return lead, full
+
+
+def _day_events(world: _World, seed: int, day: int, start: int, end: int, full: bool,
+                fmt: _TsFormat, minutes: list[int], counts: dict[str, int]) -> Iterator[str]:
+    """COPY lines of the events generated for UTC ``day`` with ``start < ts <= end``.
+
+    Without ``full`` only the follow-ups of the day's purchases (``review_due``) are
+    produced: the streams that make everything else are not even drawn.
+    """
+    n = world.n
+    ids = world.ids
+    products = world.products_by_cat
+    pref = world.pref
+    tz_idx = world.tz_idx
+    offs = _day_offsets(world, day)
+    base = day * DAY
+    nmin = len(minutes)
+    ncat = len(CATEGORIES)
+    ts = fmt.ts
+
+    # 1. who is active today (its own stream)
+    ra = random.Random(f"baton-seed:{seed}:active:{day}")
+    factor = WEEKDAY_FACTOR[(day + 3) % 7] * (0.9 + 0.2 * ra.random())  # 1970-01-01 was a Thursday
+    active: list[int] = []
+    for members, (_share, p) in zip(world.classes, ACTIVITY, strict=True):
+        k = min(len(members), int(len(members) * p * factor + ra.random()))
+        active.extend(ra.sample(members, k))
+
+    def local_time(rr: Callable[[], float], i: int) -> int:
+        x = rr() * nmin
+        k = int(x)
+        return base + minutes[k] * 60 + int((x - k) * 60) - offs[tz_idx[i]]
+
+    def pick(rr: Callable[[], float], i: int) -> _Product:
+        cat = products[pref[i]] if rr() < 0.65 else products[int(rr() * ncat)]
+        return cat[int(rr() ** 2 * len(cat))]
+
+    # 2. purchases (their own stream, so follow-ups need nothing else)
+    rp = random.Random(f"baton-seed:{seed}:purchases:{day}")
+    rr = rp.random
+    share = PURCHASE_SHARE[0] + (PURCHASE_SHARE[1] - PURCHASE_SHARE[0]) * rr()
+    buyers = rp.sample(active, min(len(active), int(len(active) * share + rr())))
+    orders: dict[int, tuple[int, list[_Product], str]] = {}
+    for seq, i in enumerate(buyers):
+        at = local_time(rr, i)
+        items = [pick(rr, i) for _ in range(1 if rr() < 0.6 else (2 if rr() < 0.7 else 3))]
+        order_id = f"o{day}-{seq + 1:06d}"
+        review_at = at + (REVIEW_DELAY_DAYS[0] + int(rr() * (REVIEW_DELAY_DAYS[1] - REVIEW_DELAY_DAYS[0] + 1))) * DAY
+        review_at += int((rr() - 0.5) * 4 * 3600)
+        orders[i] = (at, items, order_id)
+        if start < review_at <= end:
+            counts["review_due"] += 1
+            yield f"{ids[i]}\treview_due\t{ts(review_at)}\t{items[0].segment}\t\\N\t{order_id}\t\\N\n"
+    if not full:
+        return
+
+    # 3. sessions
+    rs = random.Random(f"baton-seed:{seed}:sessions:{day}")
+    r = rs.random
+    browse = world.browse_segments
+    heavy = world.heavy
+    for i in active:
+        cid = ids[i]
+        order = orders.get(i)
+        n_sessions = 2 if (i in heavy and r() < 0.3) else 1
+        for s in range(n_sessions):
+            if order is not None and s == 0:
+                at, items, order_id = order
+                t = at - 60 * (3 + 4 * len(items)) - int(r() * 900)
+                if r() < 0.5:
+                    if start < t <= end:
+                        counts["browse"] += 1
+                        yield f"{cid}\tbrowse\t{ts(t)}\t{browse[pref[i]]}\t\\N\t\\N\t\\N\n"
+                    t += 20 + int(r() * 100)
+                total = 0
+                for prod in items:
+                    if start < t <= end:
+                        counts["product_view"] += 1
+                        yield f"{cid}\tproduct_view\t{ts(t)}\t{prod.segment}\t\\N\t\\N\t\\N\n"
+                    t += 30 + int(r() * 150)
+                    total += prod.price_cents
+                    if start < t <= end:
+                        counts["add_to_cart"] += 1
+                        yield f"{cid}\tadd_to_cart\t{ts(t)}\t{prod.segment}\t{_money(total)}\t\\N\t\\N\n"
+                    t += 10 + int(r() * 60)
+                if start < at <= end:
+                    counts["purchase"] += 1
+                    yield (f"{cid}\tpurchase\t{ts(at)}\t{items[0].segment}\t{_money(total)}\t{order_id}"
+                           f'\t{{"items": {len(items)}}}\n')
+                continue
+
+            t = local_time(r, i)
+            x = r()
+            n_browse = 0 if x < 0.35 else (1 if x < 0.8 else 2)
+            for _ in range(n_browse):
+                # draw before filtering: the window must never change what the RNG yields
+                c = pref[i] if r() < 0.6 else int(r() * ncat)
+                if start < t <= end:
+                    counts["browse"] += 1
+                    yield f"{cid}\tbrowse\t{ts(t)}\t{browse[c]}\t\\N\t\\N\t\\N\n"
+                t += 20 + int(r() * 100)
+            x = r()
+            n_views = 1 if x < 0.4 else (2 if x < 0.65 else (3 if x < 0.82 else (4 if x < 0.93 else 5)))
+            viewed: list[_Product] = []
+            for _ in range(n_views):
+                prod = pick(r, i)
+                viewed.append(prod)
+                if start < t <= end:
+                    counts["product_view"] += 1
+                    yield f"{cid}\tproduct_view\t{ts(t)}\t{prod.segment}\t\\N\t\\N\t\\N\n"
+                t += 30 + int(r() * 210)
+            if r() < CART_RATE:
+                total = 0
+                prod = viewed[-1]
+                for prod in viewed[-2:] if (len(viewed) > 1 and r() < 0.3) else viewed[-1:]:
+                    total += prod.price_cents
+                    if start < t <= end:
+                        counts["add_to_cart"] += 1
+                        yield f"{cid}\tadd_to_cart\t{ts(t)}\t{prod.segment}\t{_money(total)}\t\\N\t\\N\n"
+                    t += 15 + int(r() * 90)
+                if r() < ABANDON_RATE:
+                    t += 3600 + int(r() * 3600)
+                    if start < t <= end:
+                        counts["cart_abandoned"] += 1
+                        yield f"{cid}\tcart_abandoned\t{ts(t)}\t{prod.segment}\t{_money(total)}\t\\N\t\\N\n"
+
+    # 4. stock and price notifications for products people follow (their own stream)
+    rn = random.Random(f"baton-seed:{seed}:notifications:{day}")
+    rr = rn.random
+    for i in rn.sample(range(n), min(n, int(n * BACK_IN_STOCK_RATE + rr()))):
+        t = base + int(rr() * DAY)
+        prod = pick(rr, i)
+        if start < t <= end:
+            counts["back_in_stock"] += 1
+            yield f"{ids[i]}\tback_in_stock\t{ts(t)}\t{prod.segment}\t\\N\t\\N\t\\N\n"
+    for i in rn.sample(range(n), min(n, int(n * PRICE_DROP_RATE + rr()))):
+        t = base + int(rr() * DAY)
+        prod = pick(rr, i)
+        if start < t <= end:
+            counts["price_drop"] += 1
+            yield f"{ids[i]}\tprice_drop\t{ts(t)}\t{prod.drop_segment}\t\\N\t\\N\t{prod.drop_props}\n"
+
+
+EVENT_TYPES = ("browse", "product_view", "add_to_cart", "cart_abandoned", "purchase",
+               "back_in_stock", "price_drop", "review_due")
+
+
+# ------------------------------------------------------------------------------ writing
+
+COPY_SQL = {
+    "customers": "COPY customers (customer_id, email, phone, push_token, postal_address, first_name, "
+                 "last_name, timezone, attributes, created_at) FROM STDIN",
+    "identifiers": "COPY identifiers (kind, value, customer_id, first_seen) FROM STDIN",
+    "consents": "COPY consents (customer_id, channel, topic, status, source, updated_at) FROM STDIN",
+    "suppressions": "COPY suppressions (channel, address, reason, created_at) FROM STDIN",
+    "events": "COPY events (customer_id, type, ts, product_id, item_name, category, price, cart_value, "
+              "order_id, properties) FROM STDIN",
+}
+
+
+def _copy_lines(cur: Any, table: str, lines: Iterator[str] | list[str]) -> int:
+    """COPY text lines into ``table``; returns the number of rows."""
+    count = 0
+    buf: list[str] = []
+    with cur.copy(COPY_SQL[table]) as copy:
+        for line in lines:
+            buf.append(line)
+            if len(buf) >= COPY_FLUSH:
+                copy.write("".join(buf))
+                count += len(buf)
+                buf.clear()
+        if buf:
+            copy.write("".join(buf))
+            count += len(buf)
+    return count
+
+
+def _read_meta(cur: Any) -> dict[str, Any] | None:
+    cur.execute("select value from baton_meta where key = %s", (META_KEY,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    value = row[0]
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def _write_meta(cur: Any, value: dict[str, Any]) -> None:
+    cur.execute(
+        "insert into baton_meta (key, value, updated_at) values (%s, %s::jsonb, now()) "
+        "on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at",
+        (META_KEY, json.dumps(value, sort_keys=True)),
+    )
+
+
+@contextmanager
+def _raw(engine: Engine) -> Iterator[Any]:
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        if conn is None or not hasattr(conn, "cursor") or not hasattr(conn, "commit"):
+            raise ConfigError("baton seed needs the psycopg (3) driver for PostgreSQL")
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("set synchronous_commit = off")
+        conn.commit()
+        yield conn
+    except BaseException:
+        try:
+            raw.driver_connection.rollback()  # type: ignore[union-attr]
+        except Exception:  # pragma: no cover - the connection may be gone
+            pass
+        raise
+    finally:
+        raw.close()
+
+
+# ------------------------------------------------------------------------------- driver
+
+
+def run_seed(
+    engine: Engine,
+    *,
+    customers: int,
+    days: int,
+    seed: int,
+    until: str | datetime | None = None,
+    reset: bool = False,
+    console: Any = None,
+) -> SeedStats:
+    """Fill (or top up) the store with synthetic retail data; see the module docstring."""
+    if customers < 1:
+        raise ConfigError("--customers must be at least 1")
+    if days < 1:
+        raise ConfigError("--days must be at least 1")
+    end_dt = _parse_until(until)
+    end = int(end_dt.timestamp())
+    say: Callable[[str], None] = console.print if console is not None else (lambda _msg: None)
+    t_all = time.perf_counter()
+
+    with _raw(engine) as conn:
+        with conn.cursor() as cur:
+            meta = _read_meta(cur)
+            cur.execute("select exists (select 1 from customers)")
+            has_rows = bool(cur.fetchone()[0])
+        conn.commit()
+
+        same = (meta is not None and meta.get("complete") and meta.get("version") == GENERATOR_VERSION
+                and meta.get("customers") == customers and meta.get("seed") == seed)
+        if same and not reset:
+            assert meta is not None
+            prev_end = int(datetime.fromisoformat(meta["until"].replace("Z", "+00:00")).timestamp())
+            if end <= prev_end:
+                say(f"store already seeded up to {meta['until']} ({customers:,} customers, seed {seed}): "
+                    "nothing to add")
+                return SeedStats(mode="up_to_date", window_start=meta["until"], window_end=meta["until"])
+            start = max(prev_end, end - days * DAY)
+            mode = "top_up"
+            meta = {**meta, "complete": False}
+        else:
+            if meta is None and has_rows and not reset:
+                raise ConfigError(
+                    "the store already holds customers that `baton seed` did not write; "
+                    "pass --reset to replace them"
+                )
+            start = end - days * DAY
+            mode = "rebuild"
+            meta = {"version": GENERATOR_VERSION, "customers": customers, "seed": seed,
+                    "start": _iso(start), "until": _iso(end), "days": days, "complete": False}
+
+        stats = SeedStats(mode=mode, window_start=_iso(start), window_end=_iso(end))
+        progress_cm: Any = nullcontext()
+        if console is not None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            progress_cm = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                                   TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+
+        with progress_cm as progress:
+            t0 = time.perf_counter()
+            with conn.cursor() as cur:
+                if mode == "rebuild":
+                    cur.execute(f"truncate {', '.join(SEEDED_TABLES)} restart identity")
+                _write_meta(cur, meta)
+            conn.commit()
+            world = _build_world(customers, seed)
+            stats.seconds["prepare"] = round(time.perf_counter() - t0, 2)
+            fmt = _TsFormat()
+
+            if mode == "rebuild":
+                t0 = time.perf_counter()
+                task = progress.add_task("customers", total=customers) if progress else None
+                anchor = start // DAY * DAY
+                for done, chunk in _customer_chunks(world, seed, anchor, fmt):
+                    with conn.cursor() as cur:
+                        stats.customers += _copy_lines(cur, "customers", chunk.customers)
+                        stats.identifiers += _copy_lines(cur, "identifiers", chunk.identifiers)
+                        stats.consents += _copy_lines(cur, "consents", chunk.consents)
+                        stats.suppressions += _copy_lines(cur, "suppressions", chunk.suppressions)
+                    conn.commit()
+                    if progress:
+                        progress.update(task, completed=done)
+                stats.seconds["customers"] = round(time.perf_counter() - t0, 2)
+                say(f"customers: {stats.customers:,} customers, {stats.identifiers:,} identifiers, "
+                    f"{stats.consents:,} consents, {stats.suppressions:,} suppressions "
+                    f"in {stats.seconds['customers']:.1f}s")
+
+            t0 = time.perf_counter()
+            lead, full = _generator_days(start, end)
+            todo = [(d, False) for d in lead] + [(d, True) for d in full]
+            task = progress.add_task("events", total=len(todo)) if progress else None
+            counts = dict.fromkeys(EVENT_TYPES, 0)
+            minutes = _diurnal_table()
+            for d, is_full in todo:
+                with conn.cursor() as cur:
+                    stats.events += _copy_lines(
+                        cur, "events", _day_events(world, seed, d, start, end, is_full, fmt, minutes, counts)
+                    )
+                conn.commit()
+                if progress:
+                    progress.advance(task)
+            stats.events_by_type = counts
+            stats.seconds["events"] = round(time.perf_counter() - t0, 2)
+            say(f"events: {stats.events:,} in ({stats.window_start}, {stats.window_end}] "
+                f"in {stats.seconds['events']:.1f}s — "
+                + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+            t0 = time.perf_counter()
+            with conn.cursor() as cur:
+                meta.update(until=_iso(end), complete=True)
+                _write_meta(cur, meta)
+            conn.commit()
+            old_autocommit = conn.autocommit
+            conn.autocommit = True
+            try:
+                with conn.cursor() as cur:
+                    for table in SEEDED_TABLES if mode == "rebuild" else ("events",):
+                        cur.execute(f"analyze {table}")
+            finally:
+                conn.autocommit = old_autocommit
+            stats.seconds["analyze"] = round(time.perf_counter() - t0, 2)
+
+    stats.seconds["total"] = round(time.perf_counter() - t_all, 2)
+    say(f"seed {mode} done in {stats.seconds['total']:.1f}s")
+    log.info("seed %s: %s", mode, stats)
+    return stats
