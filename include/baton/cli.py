@@ -38,7 +38,7 @@ def validate(
 
     issues = validate_paths(list(paths or [Path("dags")]))
     for issue in issues:
-        out.print(str(issue), highlight=False, soft_wrap=True)
+        out.print(str(issue), highlight=False, soft_wrap=True, markup=False)
     if issues:
         err.print(f"[red]{len(issues)} error(s)[/red]")
         raise typer.Exit(1)

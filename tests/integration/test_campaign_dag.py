@@ -44,7 +44,8 @@ POLICY = """\
 cycle: {schedule: "0 */2 * * *", wait_for: 30m, max_send_delay: 2h}
 """
 
-START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # the data interval is [10:00, 11:00)
+LOGICAL = START + timedelta(hours=1)  # a manual run at 11:00 covers the last complete interval
 
 
 def _events(engine: Engine, rows: list[tuple[str, datetime, float, str]]) -> None:
@@ -66,13 +67,20 @@ def dags_folder(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "dags" / "templates", dags / "templates")
     (dags / "campaigns" / "cart_test.yaml").write_text(CAMPAIGN)
     (dags / "policy.yaml").write_text(POLICY)
+    shutil.copy(ROOT / "dags" / "campaign_dags.py", dags / "campaign_dags.py")
     return dags
 
 
-def test_campaign_dag_writes_and_replaces_its_batch(
-    airflow_db: str, fresh_store: Engine, dags_folder: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture()
+def store_env(fresh_store: Engine, dags_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """Tasks find the store through BATON_DATABASE_URL; dag.test() parses the temporary dags folder."""
     monkeypatch.setenv("BATON_DATABASE_URL", fresh_store.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags_folder))
+    return fresh_store
+
+
+def test_campaign_dag_writes_and_replaces_its_batch(airflow_db: str, store_env: Engine, dags_folder: Path) -> None:
+    fresh_store = store_env
     from baton.airflow.campaigns import build_campaign_dags
 
     dag = build_campaign_dags(dags_folder)["campaign__cart_test"]
@@ -88,7 +96,7 @@ def test_campaign_dag_writes_and_replaces_its_batch(
             ("c5", START + timedelta(hours=1), 99, "next"),  # next interval
         ],
     )
-    run = dag.test(logical_date=START)
+    run = dag.test(logical_date=LOGICAL)
     assert run.state == "success"
 
     def batch() -> tuple[list[sa.Row], list[sa.Row]]:
@@ -114,7 +122,7 @@ def test_campaign_dag_writes_and_replaces_its_batch(
 
     # the data changes and the run is repeated: the batch is replaced, not added to
     _events(fresh_store, [("c2", inside, 30, "scarf"), ("c6", inside, 40, "gloves")])
-    run = dag.test(logical_date=START)
+    run = dag.test(logical_date=LOGICAL)
     assert run.state == "success"
     batches2, cands2 = batch()
     assert len(batches2) == 1 and batches2[0].batch_id == b.batch_id
@@ -122,19 +130,17 @@ def test_campaign_dag_writes_and_replaces_its_batch(
     assert [(c.customer_id, c.payload["item_name"]) for c in cands2] == [("c2", "scarf"), ("c6", "gloves")]
 
 
-def test_decided_batch_is_not_replaced(
-    airflow_db: str, fresh_store: Engine, dags_folder: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("BATON_DATABASE_URL", fresh_store.url.render_as_string(hide_password=False))
+def test_decided_batch_is_not_replaced(airflow_db: str, store_env: Engine, dags_folder: Path) -> None:
+    fresh_store = store_env
     from baton.airflow.campaigns import build_campaign_dags
 
     dag = build_campaign_dags(dags_folder)["campaign__cart_test"]
     _events(fresh_store, [("c1", START + timedelta(minutes=1), 50, "boots")])
-    assert dag.test(logical_date=START).state == "success"
+    assert dag.test(logical_date=LOGICAL).state == "success"
     with fresh_store.begin() as conn:
         conn.execute(sa.text("update candidate_batches set decided_cycle_at = cycle_at, status = 'decided'"))
     _events(fresh_store, [("c9", START + timedelta(minutes=1), 50, "boots")])
-    assert dag.test(logical_date=START).state == "success"
+    assert dag.test(logical_date=LOGICAL).state == "success"
     with fresh_store.connect() as conn:
         ids = conn.execute(sa.text("select customer_id from candidates")).scalars().all()
     assert ids == ["c1"]

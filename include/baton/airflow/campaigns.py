@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
 
 from baton.spec import Campaign, SpecIssue, load_campaigns
+from baton.spec.schedule import cron_of
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,15 @@ DEFAULT_RETRIES = 2
 
 def candidates_asset(campaign_id: str) -> Asset:
     return Asset(uri=f"baton://candidates/{campaign_id}", name=f"candidates__{campaign_id}", group="baton")
+
+
+def interval_timetable(schedule: str) -> CronDataIntervalTimetable:
+    """Runs cover data intervals ``[previous schedule time, schedule time)`` in UTC.
+
+    Airflow 3 turns a plain cron string into a *trigger* timetable whose runs have an empty
+    data interval; audiences need the whole interval, so Baton says so explicitly.
+    """
+    return CronDataIntervalTimetable(cron_of(schedule), timezone="UTC")
 
 
 def dag_id_for(campaign_id: str) -> str:
@@ -76,7 +86,7 @@ def build_campaign_dag(campaign: Campaign, source: Path, dags_folder: Path) -> D
         dag_id=dag_id_for(campaign.id),
         dag_display_name=campaign.name,
         description=(campaign.description or campaign.name)[:200],
-        schedule=campaign.schedule,
+        schedule=interval_timetable(campaign.schedule),
         start_date=campaign.start_date,
         end_date=campaign.end_date,
         catchup=False,

@@ -61,6 +61,7 @@ def start_embedded() -> URL:
         warnings.simplefilter("ignore")
         import pgserver  # lazily: only needed without BATON_DATABASE_URL
 
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     pgdata = embedded_dir()
     pgdata.mkdir(parents=True, exist_ok=True)
     log.info("Using embedded PostgreSQL in %s", pgdata)
@@ -86,12 +87,16 @@ def stop_embedded() -> bool:
     return True
 
 
-@lru_cache(maxsize=1)
 def server_url() -> URL:
     """URL of the PostgreSQL server (database part to be replaced by the caller)."""
     env = os.environ.get("BATON_DATABASE_URL")
     if env:
         return _normalise(env)
+    return _embedded_url()
+
+
+@lru_cache(maxsize=1)
+def _embedded_url() -> URL:
     return start_embedded()
 
 

@@ -92,7 +92,7 @@ candidate_batches = sa.Table(
     sa.Column("run_id", sa.Text),
     sa.Column("loaded_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Column("decided_cycle_at", TS, comment="the cycle that decided this batch; null while pending"),
-    sa.UniqueConstraint("campaign_id", "cycle_at", name="uq_candidate_batches_campaign_cycle"),
+    sa.UniqueConstraint("campaign_id", "cycle_at", "data_interval_start", name="uq_candidate_batches_run"),
     sa.CheckConstraint("status in ('ready', 'decided')", name="ck_candidate_batches_status"),
     sa.Index("ix_candidate_batches_pending", "cycle_at", postgresql_where=sa.text("decided_cycle_at is null")),
 )

@@ -52,7 +52,7 @@ def upgrade() -> None:
     sa.Column('decided_cycle_at', sa.DateTime(timezone=True), nullable=True, comment='the cycle that decided this batch; null while pending'),
     sa.CheckConstraint("status in ('ready', 'decided')", name='ck_candidate_batches_status'),
     sa.PrimaryKeyConstraint('batch_id'),
-    sa.UniqueConstraint('campaign_id', 'cycle_at', name='uq_candidate_batches_campaign_cycle')
+    sa.UniqueConstraint('campaign_id', 'cycle_at', 'data_interval_start', name='uq_candidate_batches_run')
     )
     op.create_index('ix_candidate_batches_pending', 'candidate_batches', ['cycle_at'], unique=False, postgresql_where=sa.text('decided_cycle_at is null'))
     op.create_table('consents',

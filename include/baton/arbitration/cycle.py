@@ -1,0 +1,293 @@
+"""One arbitration cycle in the store (SPEC §4): which batches it waits for, the decision
+token, sharded decisions, and the single atomic commit of decisions and outbox.
+
+Life of cycle ``T`` (no Airflow here; ``baton.airflow.arbitration`` calls these):
+
+1. :func:`expected_campaigns` / :func:`batch_readiness` — which enabled campaigns feed
+   ``T`` and whether their batches are ready (the DAG waits, deferred, up to ``wait_for``);
+2. :func:`begin_cycle` — takes the decision token (one cycle decides at a time, so caps
+   hold whatever runs in parallel), fixes the batches the cycle decides: its own, plus
+   late batches of cycles already decided;
+3. :func:`decide_shard` — per shard (stable hash of the person) the engine writes the
+   shard's decisions; a retry replaces exactly that shard's rows;
+4. :func:`commit_cycle` — one transaction: outbox rows for the selected alternatives,
+   batches marked decided, the per-campaign summary, the cycle marked ``decided``.
+
+Until step 4 commits, the cycle's decisions are invisible to everything that reads
+decided cycles and no message exists; a rerun of a decided cycle changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from baton.arbitration.engine import CycleEngine, ShardStats
+from baton.spec import Campaign, Policy
+from baton.spec.schedule import previous_at
+
+log = logging.getLogger(__name__)
+
+TOKEN_LOCK = 0x0BA7_0002
+LEASE = timedelta(minutes=30)
+_US = timedelta(microseconds=1)
+
+
+def expected_campaigns(campaigns: Iterable[Campaign], policy: Policy, at: datetime) -> dict[str, datetime]:
+    """Enabled campaigns expected to feed cycle ``at``, with the end of the interval awaited.
+
+    A campaign feeds ``at`` when one of its schedule times ``e`` lies in
+    ``(previous cycle, at]`` — its run for the interval ending at ``e`` feeds the first
+    cycle at or after ``e`` — and that interval lies within its start and end dates.
+    """
+    prev_cycle = previous_at(policy.cycle.schedule, at - _US)
+    out: dict[str, datetime] = {}
+    for c in campaigns:
+        if not c.enabled:
+            continue
+        e = previous_at(c.schedule, at)
+        if e <= prev_cycle:
+            continue
+        start = previous_at(c.schedule, e - _US)
+        if start < c.start_date or (c.end_date is not None and e > c.end_date):
+            continue
+        out[c.id] = e
+    return out
+
+
+def batch_readiness(engine: Engine, at: datetime, expected: dict[str, datetime]) -> tuple[list[str], list[str]]:
+    """(ready, missing) among the expected campaigns of cycle ``at``."""
+    if not expected:
+        return [], []
+    with engine.connect() as conn:
+        ready = set(
+            conn.execute(
+                sa.text(
+                    "select distinct b.campaign_id from candidate_batches b"
+                    " join unnest(cast(:ids as text[]), cast(:ends as timestamptz[])) as e(campaign_id, interval_end)"
+                    " on e.campaign_id = b.campaign_id where b.cycle_at = :at and b.data_interval_end >= e.interval_end"
+                ),
+                {"ids": list(expected), "ends": list(expected.values()), "at": at},
+            ).scalars()
+        )
+    return sorted(ready), sorted(set(expected) - ready)
+
+
+@dataclass
+class CycleStart:
+    cycle_at: datetime
+    already_decided: bool
+    shards: int
+    batch_ids: list[int] = field(default_factory=list)
+    blocked_by: list[datetime] = field(default_factory=list)
+
+
+def _try_begin(
+    engine: Engine, at: datetime, campaign_ids: list[str], *, shards: int, run_id: str | None,
+    expected: list[str], late: list[str],
+) -> CycleStart:
+    with engine.begin() as conn:
+        conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": TOKEN_LOCK})
+        row = conn.execute(sa.text("select * from cycles where cycle_at = :at for update"), {"at": at}).first()
+        if row is not None and row.status == "decided":
+            return CycleStart(at, True, row.shards, list(row.batch_ids))
+        others = conn.execute(
+            sa.text(
+                "select cycle_at from cycles where status = 'deciding' and cycle_at <> :at"
+                " and heartbeat_at > now() - cast(:lease as interval) order by cycle_at"
+            ),
+            {"at": at, "lease": f"{int(LEASE.total_seconds())} seconds"},
+        ).scalars().all()
+        if others:
+            return CycleStart(at, False, shards, blocked_by=list(others))
+        if row is not None:  # a retry or a cleared run: keep what the cycle decided to decide
+            conn.execute(sa.text("update cycles set heartbeat_at = now(), run_id = :r where cycle_at = :at"),
+                         {"at": at, "r": run_id})
+            return CycleStart(at, False, row.shards, list(row.batch_ids))
+        batch_ids = conn.execute(
+            sa.text(
+                "select batch_id from candidate_batches b where b.decided_cycle_at is null"
+                " and b.campaign_id = any(:ids) and (b.cycle_at = :at or (b.cycle_at < :at and exists"
+                " (select 1 from cycles c where c.cycle_at = b.cycle_at and c.status = 'decided')))"
+                " order by batch_id"
+            ),
+            {"ids": campaign_ids, "at": at},
+        ).scalars().all()
+        conn.execute(
+            sa.text(
+                "insert into cycles (cycle_at, status, run_id, shards, batch_ids, campaigns, expected_campaigns,"
+                " late_campaigns) values (:at, 'deciding', :r, :n, :b, :c, :e, :l)"
+            ),
+            {"at": at, "r": run_id, "n": shards, "b": list(batch_ids), "c": campaign_ids, "e": expected,
+             "l": late},
+        )
+        return CycleStart(at, False, shards, list(batch_ids))
+
+
+def begin_cycle(
+    engine: Engine,
+    at: datetime,
+    campaigns: Iterable[Campaign],
+    *,
+    shards: int,
+    run_id: str | None = None,
+    expected: list[str] | None = None,
+    late: list[str] | None = None,
+    wait_timeout: float = 3600.0,
+    poll: float = 5.0,
+) -> CycleStart:
+    """Take the decision token for cycle ``at`` (waiting while another cycle decides)."""
+    ids = sorted(c.id for c in campaigns if c.enabled)
+    deadline = time.monotonic() + wait_timeout
+    while True:
+        start = _try_begin(engine, at, ids, shards=max(1, shards), run_id=run_id, expected=expected or [],
+                           late=late or [])
+        if not start.blocked_by:
+            return start
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"cycle {at.isoformat()} waited {wait_timeout:.0f}s for cycle(s) "
+                f"{', '.join(t.isoformat() for t in start.blocked_by)} to finish deciding"
+            )
+        log.info("cycle %s waits: cycle(s) %s are deciding", at.isoformat(),
+                 ", ".join(t.isoformat() for t in start.blocked_by))
+        time.sleep(poll)
+
+
+def _candidates_view(raw: Any, batch_ids: list[int]) -> None:
+    ids = ",".join(str(int(b)) for b in batch_ids) or "null"
+    raw.execute("drop view if exists _cand")
+    raw.execute(
+        "create temp view _cand as select b.campaign_id, c.customer_id, c.score, c.channel, c.expires_at,"
+        f" c.batch_id, c.seq from candidates c join candidate_batches b on b.batch_id = c.batch_id"
+        f" where c.batch_id in ({ids})"
+    )
+
+
+def decide_shard(
+    engine: Engine, at: datetime, policy: Policy, campaigns: Iterable[Campaign], shard: int
+) -> ShardStats | None:
+    """Decide one shard of cycle ``at`` and store its decisions (replacing a previous try)."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        try:
+            row = raw.execute(
+                "select status, shards, batch_ids from cycles where cycle_at = %s", (at,)
+            ).fetchone()
+            if row is None:
+                raise RuntimeError(f"cycle {at.isoformat()} was not begun; run its begin task first")
+            status, shards, batch_ids = row
+            if status == "decided":
+                log.info("cycle %s is already decided: shard %s has nothing to do", at.isoformat(), shard)
+                raw.rollback()
+                return None
+            raw.execute("update cycles set heartbeat_at = now() where cycle_at = %s", (at,))
+            _candidates_view(raw, list(batch_ids))
+            eng = CycleEngine(conn, at, policy, campaigns, live=True)
+            stats = eng.decide_shard(shard, shards)
+            raw.execute("delete from decisions where cycle_at = %s and shard = %s", (at, shard))
+            raw.execute(
+                "insert into decisions (cycle_at, customer_id, campaign_id, channel, batch_id, seq, shard, outcome,"
+                " reason, send_at, priority, score)"
+                " select %s, customer_id, campaign_id, channel, batch_id, seq, %s, outcome, reason, send_at,"
+                " priority, score from _out",
+                (at, shard),
+            )
+            raw.execute("drop table if exists _rows, _alt, _chk, _first, _surv, _st, _fh, _walk, _out")
+            raw.commit()
+            return stats
+        except BaseException:
+            raw.rollback()
+            raise
+
+
+@dataclass
+class CommitResult:
+    cycle_at: datetime
+    already_decided: bool
+    alternatives: int = 0
+    selected: int = 0
+    messages: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterable[Campaign]) -> CommitResult:
+    """Atomically publish cycle ``at``: outbox rows, decided batches, summary, status."""
+    campaigns = list(campaigns)
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        try:
+            raw.execute("select pg_advisory_xact_lock(%s)", (TOKEN_LOCK,))
+            row = raw.execute(
+                "select status, shards, batch_ids from cycles where cycle_at = %s for update", (at,)
+            ).fetchone()
+            if row is None:
+                raise RuntimeError(f"cycle {at.isoformat()} was not begun")
+            status, shards, batch_ids = row
+            if status == "decided":
+                raw.rollback()
+                return CommitResult(at, True)
+            done = {s for (s,) in raw.execute(
+                "select distinct shard from decisions where cycle_at = %s", (at,)).fetchall()}
+            has_candidates = bool(raw.execute(
+                "select exists (select 1 from candidates where batch_id = any(%s))", (list(batch_ids),)
+            ).fetchone()[0])
+            missing = sorted(set(range(shards)) - done)
+            if missing and has_candidates:
+                # an empty shard writes no rows; only complain when some shard's people exist
+                present = {s for (s,) in raw.execute(
+                    "select distinct baton_shard(customer_id, %s) from candidates where batch_id = any(%s)",
+                    (shards, list(batch_ids)),
+                ).fetchall()}
+                undecided = sorted(present - done)
+                if undecided:
+                    raise RuntimeError(f"cycle {at.isoformat()}: shard(s) {undecided} have not decided yet")
+            eng = CycleEngine(conn, at, policy, campaigns, live=True)
+            eng.load_config()
+            messages = raw.execute(
+                "insert into messages (cycle_at, customer_id, campaign_id, channel, tags, counts_toward_caps,"
+                " send_at, shard, status, payload)"
+                " select d.cycle_at, d.customer_id, d.campaign_id, d.channel, k.tags, k.counts, d.send_at, d.shard,"
+                " 'pending', coalesce(c.payload, '{}'::jsonb)"
+                " from decisions d join _campaigns k on k.campaign_id = d.campaign_id"
+                " left join candidates c on c.batch_id = d.batch_id and c.seq = d.seq"
+                " where d.cycle_at = %s and d.outcome = 'selected'"
+                " on conflict (cycle_at, customer_id, campaign_id, channel) do nothing",
+                (at,),
+            ).rowcount
+            raw.execute(
+                "update candidate_batches set decided_cycle_at = %s, status = 'decided' where batch_id = any(%s)",
+                (at, list(batch_ids)),
+            )
+            raw.execute("delete from cycle_outcomes where cycle_at = %s", (at,))
+            raw.execute(
+                "insert into cycle_outcomes (cycle_at, campaign_id, channel, outcome, reason, n)"
+                " select cycle_at, campaign_id, channel, outcome,"
+                " case when outcome = 'capped' then reason else '' end, count(*) from decisions"
+                " where cycle_at = %s group by 1, 2, 3, 4, 5",
+                (at,),
+            )
+            outcomes = dict(raw.execute(
+                "select outcome, sum(n)::int from cycle_outcomes where cycle_at = %s group by outcome", (at,)
+            ).fetchall())
+            total = sum(outcomes.values())
+            selected = outcomes.get("selected", 0)
+            raw.execute(
+                "update cycles set status = 'decided', decided_at = now(), alternatives = %s, selected = %s"
+                " where cycle_at = %s",
+                (total, selected, at),
+            )
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+    log.info("cycle %s committed: %d alternatives, %d selected, %d outbox messages; %s",
+             at.isoformat(), total, selected, messages, outcomes)
+    return CommitResult(at, False, total, selected, messages, outcomes)
