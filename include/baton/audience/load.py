@@ -1,6 +1,8 @@
 """Run a campaign's audience query in the store and replace its candidate batch.
 
-One batch per (campaign, cycle).  Loading is one transaction: the batch row is upserted,
+One batch per (campaign, cycle) and data interval: a campaign that runs more often than
+the arbitration cycle feeds several batches into one cycle (they are deduplicated per
+person when the cycle decides).  Loading is one transaction: the batch row is upserted,
 its old candidates deleted and the query's rows inserted with ``INSERT … SELECT`` — the
 rows never travel through Python.  A rerun therefore replaces the batch, never adds to
 it.  A batch that a cycle has already decided is left untouched (its decisions and
@@ -72,8 +74,8 @@ def load_batch(
             cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"baton:batch:{campaign.id}",))
             cur.execute(
                 "select batch_id, decided_cycle_at from candidate_batches"
-                " where campaign_id = %s and cycle_at = %s for update",
-                (campaign.id, cycle_at),
+                " where campaign_id = %s and cycle_at = %s and data_interval_start = %s for update",
+                (campaign.id, cycle_at, data_interval_start),
             )
             existing = cur.fetchone()
             if existing is not None and existing[1] is not None:
@@ -97,7 +99,7 @@ def load_batch(
             cur.execute(
                 "insert into candidate_batches as b (campaign_id, cycle_at, data_interval_start, data_interval_end,"
                 " status, row_count, run_id, loaded_at) values (%s, %s, %s, %s, 'ready', 0, %s, now())"
-                " on conflict (campaign_id, cycle_at) do update set data_interval_start = excluded.data_interval_start,"
+                " on conflict (campaign_id, cycle_at, data_interval_start) do update set"
                 " data_interval_end = excluded.data_interval_end, run_id = excluded.run_id, loaded_at = now()"
                 " returning batch_id",
                 (campaign.id, cycle_at, data_interval_start, data_interval_end, run_id),
