@@ -177,7 +177,7 @@ WEEKDAY_FACTOR = (0.95, 0.92, 0.95, 1.0, 1.05, 1.15, 1.2)  # Monday .. Sunday
 PURCHASE_SHARE = (0.02, 0.03)  # of the day's active customers
 CART_RATE = 0.15  # non-purchasing sessions that add to cart
 ABANDON_RATE = 0.23  # of those carts, share that fire cart_abandoned (~20% of all carts)
-BACK_IN_STOCK_RATE = 0.0015  # of all customers per day
+BACK_IN_STOCK_RATE = 0.0015  # alerts per day, as a share of all customers
 PRICE_DROP_RATE = 0.002
 REVIEW_DELAY_DAYS = (3, 7)
 HOUR_WEIGHTS = (1.0, 0.5, 0.3, 0.2, 0.2, 0.4, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0,
@@ -304,6 +304,7 @@ class _World:
     pref: bytearray  # preferred category index
     classes: list[list[int]]  # customer indexes per activity class
     heavy: set[int]  # the most active class: sometimes two sessions a day
+    followers: list[int]  # the two most active classes: they get stock and price alerts
     products_by_cat: list[list[_Product]]
     browse_segments: list[str]
     tz_names: list[str | None]
@@ -369,7 +370,7 @@ def _build_world(n: int, seed: int) -> _World:
         crng.shuffle(items)  # popularity order: earlier items are picked more often
         products_by_cat.append(items)
     browse_segments = [f"\\N\t\\N\t{cat}\t\\N" for cat in CATEGORIES]
-    return _World(n, ids, tz_idx, pref, classes, set(classes[0]), products_by_cat, browse_segments, tz_names, tz_zone)
+    return _World(n, ids, tz_idx, pref, classes, set(classes[0]), classes[0] + classes[1], products_by_cat, browse_segments, tz_names, tz_zone)
 
 
 # ---------------------------------------------------------------------- customers phase
@@ -654,16 +655,19 @@ def _day_events(world: _World, seed: int, day: int, start: int, end: int, full: 
                         counts["cart_abandoned"] += 1
                         yield f"{cid}\tcart_abandoned\t{ts(t)}\t{prod.segment}\t{_money(total)}\t\\N\t\\N\n"
 
-    # 4. stock and price notifications for products people follow (their own stream)
+    # 4. stock and price notifications for products people follow (their own stream);
+    #    alerts are set by engaged shoppers: the two most active classes
     rn = random.Random(f"baton-seed:{seed}:notifications:{day}")
     rr = rn.random
-    for i in rn.sample(range(n), min(n, int(n * BACK_IN_STOCK_RATE + rr()))):
+    followers = world.followers
+    nf = len(followers)
+    for i in rn.sample(followers, min(nf, int(n * BACK_IN_STOCK_RATE + rr()))):
         t = base + int(rr() * DAY)
         prod = pick(rr, i)
         if start < t <= end:
             counts["back_in_stock"] += 1
             yield f"{ids[i]}\tback_in_stock\t{ts(t)}\t{prod.segment}\t\\N\t\\N\t\\N\n"
-    for i in rn.sample(range(n), min(n, int(n * PRICE_DROP_RATE + rr()))):
+    for i in rn.sample(followers, min(nf, int(n * PRICE_DROP_RATE + rr()))):
         t = base + int(rr() * DAY)
         prod = pick(rr, i)
         if start < t <= end:
