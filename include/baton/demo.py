@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -202,38 +202,164 @@ def import_errors(af_db: Engine) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in conn.execute(sa.text("select filename, stacktrace from import_error")).all()]
 
 
-def print_problem(engine: Engine) -> None:
-    console.rule("[bold]3. what the campaigns propose")
+class Api:
+    """The Airflow REST API (v2), authenticated with the demo's admin login."""
+
+    def __init__(self, password: str) -> None:
+        self.base = f"http://localhost:{PORT}"
+        token = httpx.post(f"{self.base}/auth/token", json={"username": "admin", "password": password}, timeout=30)
+        token.raise_for_status()
+        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    def trigger(self, dag_id: str, start: datetime, end: datetime, note: str) -> bool:
+        """Trigger ``dag_id`` for the data interval [start, end); False when that run exists already."""
+        body = {"logical_date": start.isoformat(), "data_interval_start": start.isoformat(),
+                "data_interval_end": end.isoformat(), "note": note, "conf": {}}
+        resp = httpx.post(f"{self.base}/api/v2/dags/{dag_id}/dagRuns", json=body, headers=self.headers, timeout=30)
+        if resp.status_code == 409:
+            return False
+        if resp.status_code >= 400:
+            raise SystemExit(f"triggering {dag_id} failed: {resp.status_code} {resp.text}")
+        return True
+
+
+def interval_ending_at(schedule: str, cycle: datetime) -> tuple[datetime, datetime]:
+    """The campaign's own interval length (hour, day, week), ending at the demo cycle."""
+    from baton.spec.schedule import next_after, previous_at
+
+    e = previous_at(schedule, cycle)
+    length = max(next_after(schedule, e) - e, timedelta(hours=1))
+    return cycle - length, cycle
+
+
+def run_campaigns(af: Airflow, af_db: Engine, dag_ids: list[str], cycle: datetime, password: str) -> None:
+    """Unpause the campaigns; the scheduler runs the hourly ones for [cycle - 1h, cycle).  The
+    others (daily, weekly) do not end an interval at the demo cycle, so the demo triggers
+    one run each covering their own interval length up to the cycle."""
+    from baton.spec import load_campaigns
+
+    campaigns, _ = load_campaigns(baton_home() / "dags" / "campaigns", baton_home() / "dags" / "templates")
+    by_dag = {f"campaign__{c.id}": c for c in campaigns if c.enabled}
+    runnable = [d for d in scheduled_dag_ids(af_db, dag_ids) if d in by_dag]
+    af.run("dags", "unpause", "--treat-dag-id-as-regex", "-y", "^campaign__")
+    api = Api(password)
+    for dag_id in runnable:
+        start, end = interval_ending_at(by_dag[dag_id].schedule, cycle)
+        if end - start == timedelta(hours=1):
+            continue  # the scheduler creates this run itself (catchup off: the latest interval)
+        api.trigger(dag_id, start, end, "baton demo: feed the demo cycle")
+
+    def all_done() -> dict[str, str] | None:
+        states = run_states_for(af_db, runnable, cycle)
+        if len(states) < len(runnable) or any(s not in ("success", "failed") for s in states.values()):
+            return None
+        return states
+
+    time.sleep(5)
+    states = wait_for(f"the scheduler runs {len(runnable)} campaign DAGs", all_done, RUN_TIMEOUT, af)
+    failed = sorted(d for d, s in states.items() if s != "success")
+    console.print(f"campaign runs: {len(states) - len(failed)} succeeded, {len(failed)} failed {failed or ''}")
+
+
+def run_states_for(af_db: Engine, dag_ids: list[str], cycle: datetime) -> dict[str, str]:
+    """State of each DAG's run whose data interval ends at ``cycle``."""
+    with af_db.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "select distinct on (dag_id) dag_id, state from dag_run where dag_id = any(:ids)"
+                " and data_interval_end = :c order by dag_id, id desc"
+            ),
+            {"ids": dag_ids, "c": cycle},
+        ).all()
+    return {r[0]: r[1] for r in rows}
+
+
+def run_arbitration(af: Airflow, af_db: Engine, cycle: datetime) -> None:
+    """Unpause the cycle DAG: the scheduler runs the latest cycle, the one the campaigns fed."""
+    af.run("dags", "unpause", "-y", "baton_arbitration")
+    states = wait_for(
+        "the scheduler runs the arbitration cycle (wait → decide in shards → commit)",
+        lambda: (lambda s: s if s.get("baton_arbitration") in ("success", "failed") else None)(
+            run_states_for(af_db, ["baton_arbitration"], cycle)),
+        RUN_TIMEOUT, af,
+    )
+    console.print(f"arbitration run: {states['baton_arbitration']}")
+
+
+def _per_person(conn: sa.Connection, sql: str, params: dict[str, Any]) -> Any:
+    return conn.execute(
+        sa.text(
+            f"with per as ({sql}) select count(*) as people, coalesce(sum(n), 0) as total,"
+            " coalesce(max(n), 0) as max, coalesce(percentile_disc(0.99) within group (order by n), 0) as p99,"
+            " count(*) filter (where n > 2) as over2 from per"
+        ),
+        params,
+    ).one()
+
+
+def print_problem(engine: Engine, cycle: datetime) -> None:
+    console.rule("[bold]4. what the campaigns propose for this cycle")
     with engine.connect() as conn:
         batches = conn.execute(
             sa.text(
-                "select distinct on (campaign_id) campaign_id, batch_id, cycle_at, row_count,"
-                " (select count(distinct customer_id) from candidates c where c.batch_id = b.batch_id) as people"
-                " from candidate_batches b order by campaign_id, cycle_at desc, loaded_at desc"
+                "select b.campaign_id, min(b.data_interval_start) as s, max(b.data_interval_end) as e,"
+                " sum(b.row_count) as rows, count(distinct c.customer_id) as people"
+                " from candidate_batches b left join candidates c using (batch_id) where b.cycle_at = :c"
+                " group by b.campaign_id order by b.campaign_id"
             ),
+            {"c": cycle},
         ).all()
-        table = Table("campaign", "feeds cycle (UTC)", "candidate rows", "people")
+        table = Table("campaign", "data interval (UTC)", "candidates", "people")
         for b in batches:
-            table.add_row(b.campaign_id, f"{b.cycle_at:%Y-%m-%d %H:%M}", f"{b.row_count:,}", f"{b.people:,}")
+            table.add_row(b.campaign_id, f"{b.s:%m-%d %H:%M} → {b.e:%m-%d %H:%M}", f"{b.rows:,}", f"{b.people:,}")
         console.print(table)
-        ids = [b.batch_id for b in batches]
-        stats = conn.execute(
-            sa.text(
-                "with per as (select customer_id, count(distinct batch_id) as n from candidates"
-                " where batch_id = any(:ids) group by customer_id)"
-                " select count(*) as people, coalesce(max(n), 0) as max,"
-                " coalesce(percentile_disc(0.99) within group (order by n), 0) as p99,"
-                " count(*) filter (where n > 2) as over2, coalesce(sum(n), 0) as total from per"
-            ),
-            {"ids": ids},
-        ).one()
-    console.rule("[bold]4. the problem in numbers: without orchestration")
+        stats = _per_person(
+            conn,
+            "select c.customer_id, count(distinct b.campaign_id) as n from candidates c"
+            " join candidate_batches b using (batch_id) where b.cycle_at = :c group by c.customer_id",
+            {"c": cycle},
+        )
+    console.rule("[bold]5. without orchestration")
     console.print(
-        f"Every automation fires on its own: [bold]{stats.total:,}[/bold] messages to "
-        f"[bold]{stats.people:,}[/bold] people from the latest run of each campaign.\n"
-        f"  messages per person: max [bold red]{stats.max}[/bold red], p99 [bold]{stats.p99}[/bold], "
-        f"people with more than 2: [bold red]{stats.over2:,}[/bold red]"
+        f"Every automation fires on its own: [bold]{stats.total:,}[/bold] messages to [bold]{stats.people:,}[/bold]"
+        f" people in 24 hours.\n  per person: max [bold red]{stats.max}[/bold red], p99 [bold]{stats.p99}[/bold],"
+        f" people with more than 2: [bold red]{stats.over2:,}[/bold red]"
     )
+
+
+def print_outcome(engine: Engine, cycle: datetime) -> None:
+    console.rule("[bold]6. with Baton")
+    with engine.connect() as conn:
+        stats = _per_person(
+            conn,
+            "select customer_id, count(*) as n from messages where cycle_at > :c - interval '24 hours'"
+            " and cycle_at <= :c and status not in ('cancelled', 'expired', 'failed') group by customer_id",
+            {"c": cycle},
+        )
+        rows = conn.execute(
+            sa.text(
+                "select campaign_id, outcome, sum(n)::int as n from cycle_outcomes where cycle_at = :c"
+                " group by 1, 2 order by 1, 2"
+            ),
+            {"c": cycle},
+        ).all()
+    console.print(
+        f"Baton decided: [bold]{stats.total:,}[/bold] messages to [bold]{stats.people:,}[/bold] people in 24 hours."
+        f"\n  per person: max [bold green]{stats.max}[/bold green], p99 [bold]{stats.p99}[/bold],"
+        f" people with more than 2: [bold green]{stats.over2:,}[/bold green]"
+    )
+    outcomes = sorted({r.outcome for r in rows}, key=lambda o: OUTCOME_ORDER.index(o) if o in OUTCOME_ORDER else 99)
+    table = Table("campaign", *outcomes, title="outcomes per campaign (one per alternative: candidate × channel)")
+    per: dict[str, dict[str, int]] = {}
+    for r in rows:
+        per.setdefault(r.campaign_id, {})[r.outcome] = r.n
+    for cid, counts in per.items():
+        table.add_row(cid, *[f"{counts.get(o, 0):,}" for o in outcomes])
+    console.print(table)
+
+
+OUTCOME_ORDER = ["selected", "capped", "channel_alternative", "holdout_campaign", "holdout_global", "quiet_hours",
+                 "no_consent", "suppressed", "unreachable", "expired", "unknown_customer"]
 
 
 def main() -> None:
@@ -269,20 +395,12 @@ def main() -> None:
         console.print(f"{len(dag_ids)} campaign DAGs parsed, {len(errors)} import errors")
         for filename, trace in errors:
             console.print(f"[red]import error in {filename}[/red]\n{trace}")
-        runnable = scheduled_dag_ids(af_db, dag_ids)
-        af.run("dags", "unpause", "--treat-dag-id-as-regex", "-y", "^campaign__")
-        time.sleep(10)  # let the scheduler create the runs of the latest intervals
-
-        def all_done() -> dict[str, str] | None:
-            states = run_states(af_db, runnable)
-            if len(states) < len(runnable) or any(s not in ("success", "failed") for s in states.values()):
-                return None
-            return states
-
-        states = wait_for(f"the scheduler runs {len(runnable)} campaign DAGs", all_done, RUN_TIMEOUT, af)
-        failed = sorted(d for d, s in states.items() if s != "success")
-        console.print(f"campaign runs: {len(states) - len(failed)} succeeded, {len(failed)} failed {failed or ''}")
-        print_problem(engine)
+        cycle = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        console.rule(f"[bold]3. one decision cycle: {cycle:%Y-%m-%d %H:%M} UTC")
+        run_campaigns(af, af_db, dag_ids, cycle, password)
+        print_problem(engine, cycle)
+        run_arbitration(af, af_db, cycle)
+        print_outcome(engine, cycle)
         console.rule("[bold]Airflow UI")
         console.print(
             f"  URL:   [bold]http://localhost:{PORT}[/bold]\n  login: [bold]admin[/bold] / [bold]{password}[/bold]\n"
@@ -297,7 +415,7 @@ def main() -> None:
         console.print("\nstopping Airflow…")
     finally:
         # pause again so that the next `make demo` starts from the latest interval, not a catch-up
-        af.run("dags", "pause", "--treat-dag-id-as-regex", "-y", "^campaign__", check=False)
+        af.run("dags", "pause", "--treat-dag-id-as-regex", "-y", "^(campaign__|baton_)", check=False)
         af.stop()
         console.print("Airflow stopped. The data stays in .baton/ (`make clean` deletes it; "
                       "`make db-stop` stops the embedded PostgreSQL).")
