@@ -98,7 +98,11 @@ class CycleEngine:
         return str(pgsql.Literal(value).as_string(self._raw))
 
     def run(self, statement: str) -> int:
+        started = time.perf_counter()
         cur = self._raw.execute(statement)
+        took = time.perf_counter() - started
+        if took > 0.5:
+            log.debug("%.2fs: %s", took, statement[:160])
         return int(cur.rowcount or 0)
 
     def scalar(self, statement: str) -> Any:

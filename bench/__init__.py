@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its figures (``make bench``); none asserts a time."""

@@ -1,0 +1,28 @@
+"""``make bench``: run the benchmarks and print their figures.
+
+Options: ``--people N`` (default 1,000,000), ``--shards N`` (default 2),
+``--naive-sample N`` (the naive loop decides 1/N of the people; default 50),
+``--only arbitration``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("--people", type=int, default=1_000_000)
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--naive-sample", type=int, default=50)
+    parser.add_argument("--only", choices=["arbitration"], default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from bench import arbitration
+
+    arbitration.main(people=args.people, shards=args.shards, naive_sample=args.naive_sample)
+
+
+if __name__ == "__main__":
+    main()
