@@ -1,0 +1,538 @@
+"""The channel-adapter contract: what a message looks like on its way out, and how a channel sends it.
+
+Every channel (``channels/<name>.py``) is a :class:`ChannelAdapter` subclass with two
+declarative attributes, ``channel`` and ``idempotent_by_key``, built from a
+:class:`ConnectionInfo` (what an Airflow Connection carries; ``baton.airflow`` maps one
+to the other, so secrets only ever come from Airflow Connections).
+
+An adapter sends one :class:`OutboundMessage` (already rendered) and answers a
+:class:`SendResult`, or raises one of the two delivery errors of ``baton.errors``:
+
+* :class:`~baton.errors.TransientDeliveryError` — retry with backoff: timeouts,
+  connection errors, SMTP 4xx, HTTP 429 and 5xx.  Adapters raise
+  :class:`ChannelTransientError`, which adds ``retry_after`` (the provider's hint, in
+  seconds), ``attempted`` (False when the message never left: it was skipped because
+  the channel was already failing in this batch) and ``maybe_sent`` (True when the
+  provider may have accepted it: a timeout after the request was written).
+* :class:`~baton.errors.TerminalDeliveryError` — record the reason, never retry:
+  invalid addresses (detected without contacting the provider), SMTP 5xx, HTTP 4xx.
+  :class:`RecipientRejectedError` marks the ones that mean "this address is dead"
+  (SMTP 550, an unregistered push token, an invalid phone number): candidates for the
+  channel's suppression list.
+
+Adapters hold a connection across a batch: ``open()``/``close()`` or ``with adapter:``.
+``send_batch`` returns one result or error per message, in order, and never raises a
+:class:`~baton.errors.DeliveryError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from baton.errors import ConfigError, DeliveryError, TerminalDeliveryError, TransientDeliveryError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ChannelAdapter",
+    "ChannelTransientError",
+    "ConnectionInfo",
+    "FileChannelAdapter",
+    "HttpChannelAdapter",
+    "OutboundMessage",
+    "Recipient",
+    "RecipientRejectedError",
+    "SendResult",
+    "batch_id",
+    "csv_bytes",
+    "write_atomic",
+    "normalize_email",
+    "normalize_phone",
+    "retry_after_of",
+]
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """What an Airflow Connection carries, without Airflow: host, credentials and the ``extra`` JSON."""
+
+    conn_id: str
+    conn_type: str | None = None
+    host: str | None = None
+    port: int | None = None
+    login: str | None = None
+    password: str | None = None
+    schema: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def extra_str(self, key: str, default: str | None = None) -> str | None:
+        """``extra[key]`` as a string (None and "" mean *default*)."""
+        value = self.extra.get(key)
+        if value is None or value == "":
+            return default
+        return str(value)
+
+    def extra_bool(self, key: str, default: bool = False) -> bool:
+        """``extra[key]`` as a boolean; accepts JSON booleans and "true"/"false"/"1"/"0"/"yes"/"no"."""
+        value = self.extra.get(key)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | float):
+            return bool(value)
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"connection {self.conn_id!r}: extra {key!r} must be true or false, got {value!r}")
+
+    def extra_float(self, key: str, default: float) -> float:
+        """``extra[key]`` as a number."""
+        value = self.extra.get(key)
+        if value is None or value == "":
+            return default
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"connection {self.conn_id!r}: extra {key!r} must be a number, got {value!r}"
+            ) from None
+
+    def require(self, attr: str, what: str) -> str:
+        """The connection attribute *attr* (``login``, ``password``, ``host``…), or a ConfigError saying what to set."""
+        value = getattr(self, attr)
+        if not value:
+            raise ConfigError(
+                f"connection {self.conn_id!r} has no {attr}: set it to {what} "
+                f"(airflow connections add {self.conn_id} --conn-{attr} ...)"
+            )
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The person a message goes to, with every address Baton knows for them."""
+
+    customer_id: str
+    email: str | None = None
+    phone: str | None = None
+    push_token: str | None = None
+    postal_address: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        """First and last name joined by a space (either may be missing)."""
+        return " ".join(p.strip() for p in (self.first_name, self.last_name) if p and p.strip())
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One rendered message of the outbox, ready for its channel.
+
+    ``content`` holds the rendered fields of the campaign's block for ``channel``
+    (see ``baton.delivery.render``): email ``subject``, ``html``, optional ``text`` and
+    ``unsubscribe_url``; sms ``text``; push ``title``, ``body``, optional ``url``;
+    audience ``list``; direct_mail ``creative``.
+    """
+
+    message_id: int
+    channel: str
+    campaign_id: str
+    recipient: Recipient
+    content: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The channel accepted the message; ``provider_id`` is the provider's reference for it, when it gives one."""
+
+    message_id: int
+    provider_id: str | None
+
+
+class ChannelTransientError(TransientDeliveryError):
+    """A transient failure with what the caller needs to schedule the retry.
+
+    ``retry_after``: seconds the provider asked to wait (HTTP ``Retry-After``), or None.
+    ``attempted``: False when the message was not even tried (skipped after the channel
+    failed for earlier messages of the same batch) — not an attempt against the provider.
+    ``maybe_sent``: True when the request reached the provider and the answer was lost
+    (a read timeout, a connection dropped after the SMTP DATA): a retry may duplicate
+    on a channel that is not ``idempotent_by_key``.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        attempted: bool = True,
+        maybe_sent: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.attempted = attempted
+        self.maybe_sent = maybe_sent
+
+
+class RecipientRejectedError(TerminalDeliveryError):
+    """Terminal, and the address itself is bad or gone: a candidate for the channel's suppression list."""
+
+    def __init__(self, reason: str, *, address: str | None) -> None:
+        super().__init__(reason)
+        self.address = address
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The provider's retry hint of a transient error, in seconds (None when it gave none)."""
+    value = getattr(exc, "retry_after", None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from datetime import UTC, datetime
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+_PHONE_JUNK = re.compile(r"[\s().\-/]")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def normalize_email(value: str | None) -> str | None:
+    """Trimmed and lower-cased, as ad platforms and suppression lists compare emails; None when empty."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    return text or None
+
+
+def normalize_phone(value: str | None) -> str | None:
+    """E.164 (``+`` and 7-15 digits, no spaces or punctuation); ``00`` becomes ``+``; None when not E.164."""
+    if value is None:
+        return None
+    text = _PHONE_JUNK.sub("", value.strip())
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    return text if _E164.match(text) else None
+
+
+def http_base_url(conn: ConnectionInfo, default: str) -> str:
+    """The base URL of an HTTP provider: the connection's host (with scheme, or ``schema``/https) and port, else *default*."""
+    host = (conn.host or "").strip().rstrip("/")
+    if not host:
+        return default.rstrip("/")
+    if "://" not in host:
+        host = f"{conn.schema or 'https'}://{host}"
+    if conn.port:
+        scheme, _, rest = host.partition("://")
+        authority, slash, path = rest.partition("/")
+        if ":" not in authority.rsplit("]", 1)[-1]:
+            host = f"{scheme}://{authority}:{conn.port}{slash}{path}"
+    return host
+
+
+class ChannelAdapter(ABC):
+    """One channel's way out.  Subclasses set ``channel`` and ``idempotent_by_key`` and implement :meth:`send`.
+
+    ``idempotent_by_key``: the provider deduplicates on a key derived from the message
+    id (Twilio's idempotency token, a file name), so sending a message twice delivers it
+    once.  When False, a retry after a ``maybe_sent`` failure may deliver a second copy.
+
+    ``batch_stop_after_transient``: in :meth:`send_batch`, after this many consecutive
+    transient failures — or at once when the provider asks to wait (``retry_after``) —
+    the rest of the batch is not attempted (``ChannelTransientError(attempted=False)``),
+    so a channel that is down or throttling costs one timeout, not one per message.
+    0 disables it.
+    """
+
+    channel: ClassVar[str]
+    idempotent_by_key: ClassVar[bool]
+    batch_stop_after_transient: ClassVar[int] = 3
+
+    def __init__(self, conn: ConnectionInfo, *, base_path: Any | None = None) -> None:
+        self.conn = conn
+        self.base_path = base_path
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Open the connection to the provider (optional: ``send`` opens lazily)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the connection; the adapter may be opened again."""
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def send(self, msg: OutboundMessage) -> SendResult:
+        """Hand one message to the provider; raise Transient/TerminalDeliveryError when it does not take it."""
+
+    def send_batch(self, msgs: list[OutboundMessage]) -> list[SendResult | DeliveryError]:
+        """Send each message in order; one :class:`SendResult` or :class:`DeliveryError` per message.
+
+        An unexpected exception (a bug, not a provider's answer) is logged and reported
+        as a transient error for that message, so that the results of the others are
+        never lost.
+        """
+        results: list[SendResult | DeliveryError] = []
+        consecutive = 0
+        stop: tuple[str, float | None] | None = None
+        for msg in msgs:
+            if stop is not None:
+                results.append(ChannelTransientError(stop[0], retry_after=stop[1], attempted=False))
+                continue
+            try:
+                results.append(self.send(msg))
+                consecutive = 0
+                continue
+            except DeliveryError as exc:
+                err: DeliveryError = exc
+            except Exception as exc:
+                log.exception("%s adapter: unexpected error sending message %s", self.channel, msg.message_id)
+                err = ChannelTransientError(f"unexpected {type(exc).__name__}: {exc}", maybe_sent=True)
+            results.append(err)
+            if not isinstance(err, TransientDeliveryError):
+                consecutive = 0
+                continue
+            consecutive += 1
+            wait = retry_after_of(err)
+            limit = self.batch_stop_after_transient
+            if limit and (wait is not None or consecutive >= limit):
+                why = (
+                    f"provider asked to retry after {wait:g}s"
+                    if wait is not None
+                    else f"{consecutive} consecutive transient failures"
+                )
+                stop = (f"not attempted: {why} earlier in this batch (last: {err})", wait)
+        return results
+
+
+class HttpChannelAdapter(ChannelAdapter):
+    """Common ground of the HTTP channels: one ``httpx.Client`` per batch (keep-alive) and the error split.
+
+    Connection: ``host`` (a base URL such as ``http://127.0.0.1:8025``; a bare host gets
+    ``schema`` or https, and ``port``), extra ``timeout`` (seconds, default 10).
+    Transport failures are transient; ``maybe_sent`` is set when the request may have
+    reached the provider (read/write timeouts, a dropped connection).
+    """
+
+    default_base_url: ClassVar[str]
+
+    def __init__(self, conn: ConnectionInfo, *, base_path: Any | None = None) -> None:
+        super().__init__(conn, base_path=base_path)
+        self.base_url = http_base_url(conn, self.default_base_url)
+        self.timeout = conn.extra_float("timeout", 10.0)
+        self._client: Any = None  # httpx.Client while open
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments of ``httpx.Client`` (auth, headers)."""
+        return {}
+
+    def open(self) -> None:
+        """Create the keep-alive HTTP client (no request is made)."""
+        if self._client is None:
+            import httpx
+
+            kwargs = self._client_kwargs()
+            headers = {"User-Agent": "baton-delivery/1", **kwargs.pop("headers", {})}
+            self._client = httpx.Client(
+                base_url=self.base_url, timeout=httpx.Timeout(self.timeout), headers=headers, **kwargs
+            )
+
+    def close(self) -> None:
+        """Close the HTTP client and its connections."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _post(self, path: str, **kwargs: Any) -> Any:
+        """POST *path*; transport failures become ChannelTransientError.  Returns the ``httpx.Response``."""
+        import httpx
+
+        self.open()
+        where = f"{self.channel} provider {self.base_url} (connection {self.conn.conn_id!r})"
+        try:
+            return self._client.post(path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise ChannelTransientError(f"{where}: cannot connect: {type(exc).__name__}: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            raise ChannelTransientError(
+                f"{where}: timed out after {self.timeout:g}s waiting for the answer ({type(exc).__name__})",
+                maybe_sent=True,
+            ) from exc
+        except httpx.HTTPError as exc:
+            self.close()
+            raise ChannelTransientError(f"{where}: {type(exc).__name__}: {exc}", maybe_sent=True) from exc
+
+    def _transient_status(self, status: int, headers: Any, detail: str) -> ChannelTransientError | None:
+        """The transient error of an HTTP status (429, 5xx, 401/403), or None when it is not transient."""
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        if status == 429:
+            return ChannelTransientError(f"HTTP 429 rate limited: {detail}", retry_after=retry_after)
+        if status >= 500:
+            return ChannelTransientError(f"HTTP {status} provider error: {detail}", retry_after=retry_after)
+        if status in (401, 403):
+            return ChannelTransientError(
+                f"HTTP {status} authentication failed: {detail}: check the credentials of connection "
+                f"{self.conn.conn_id!r}"
+            )
+        if status == 408:
+            return ChannelTransientError(f"HTTP 408 request timeout: {detail}", maybe_sent=True)
+        return None
+
+
+def batch_id(message_ids: Iterable[int]) -> str:
+    """A file-name-safe id of a set of messages: the same ids always give the same name (order does not matter)."""
+    ids = sorted(set(message_ids))
+    if not ids:
+        raise ValueError("a batch needs at least one message")
+    digest = hashlib.sha256(",".join(map(str, ids)).encode("ascii")).hexdigest()[:12]
+    return f"{ids[0]}-{ids[-1]}-{digest}"
+
+
+def _is_local(path: Any) -> bool:
+    protocol = getattr(path, "protocol", None)
+    if protocol is None:
+        return isinstance(path, PurePath)
+    if isinstance(protocol, tuple | list):
+        protocol = protocol[0] if protocol else ""
+    return protocol in ("", "file", "local")
+
+
+def write_atomic(directory: Any, name: str, data: bytes) -> Any:
+    """Write *data* to ``directory / name`` so that readers see the whole file or nothing; returns the path.
+
+    *directory* is a ``pathlib.Path`` or an object-storage path (Airflow's
+    ObjectStoragePath, a ``UPath``).  Local paths get a temporary name in the same folder
+    and a rename over the final name (atomic on POSIX); object stores publish an object
+    whole when it is closed, so they are written directly.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (NotImplementedError, FileExistsError):
+        pass  # object stores have no real folders
+    final = directory / name
+    if not _is_local(final):
+        with final.open("wb") as fh:
+            fh.write(data)
+        return final
+    tmp = directory / f".{name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            fileno = getattr(fh, "fileno", None)
+            if fileno is not None:
+                try:
+                    os.fsync(fileno())
+                except (OSError, ValueError):
+                    pass
+        replace = getattr(tmp, "replace", None)
+        if replace is not None:
+            replace(final)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except (OSError, NotImplementedError):
+            pass
+        raise
+    return final
+
+
+class FileChannelAdapter(ChannelAdapter):
+    """Common ground of the file channels (audience, direct_mail): one file per batch under ``base_path``.
+
+    ``base_path`` is given by the caller (``baton.airflow`` passes an ObjectStoragePath,
+    e.g. ``file:///…`` or ``s3://bucket/prefix``); without it the connection's extra
+    ``base_path`` (a local folder or a ``file://`` URL) is used.  File names derive from
+    the message ids of the batch (:func:`batch_id`): re-sending the same batch rewrites
+    the same file, so the channel is idempotent by file name.  A write failure is
+    transient for every message of the file.
+    """
+
+    idempotent_by_key: ClassVar[bool] = True
+    batch_stop_after_transient: ClassVar[int] = 0
+
+    def root(self) -> Any:
+        """The folder all files of this channel go under."""
+        if self.base_path is not None:
+            return self.base_path
+        raw = self.conn.extra_str("base_path") or self.conn.extra_str("path")
+        if not raw:
+            raise ConfigError(
+                f"connection {self.conn.conn_id!r}: no base_path for the {self.channel} files: pass base_path "
+                "or set extra base_path to a folder (e.g. file:///var/lib/baton/exports)"
+            )
+        if raw.startswith("file://"):
+            from urllib.parse import unquote, urlparse
+
+            raw = unquote(urlparse(raw).path)
+        elif "://" in raw:
+            raise ConfigError(
+                f"connection {self.conn.conn_id!r}: base_path {raw!r} is object storage: "
+                "run through baton.airflow, which opens it as an ObjectStoragePath"
+            )
+        return Path(raw)
+
+    def send(self, msg: OutboundMessage) -> SendResult:
+        """A batch of one: writes one file."""
+        result = self.send_batch([msg])[0]
+        if isinstance(result, DeliveryError):
+            raise result
+        return result
+
+    def _write(self, directory: Any, name: str, data: bytes) -> str | ChannelTransientError:
+        """Write one file; its path relative to the root, or the transient error of the failed write."""
+        try:
+            write_atomic(directory, name, data)
+        except (OSError, NotImplementedError) as exc:
+            return ChannelTransientError(f"cannot write {directory}/{name}: {type(exc).__name__}: {exc}")
+        return name
+
+
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
+    """RFC 4180 CSV (CRLF line ends, minimal quoting), UTF-8."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")

@@ -1,0 +1,306 @@
+"""Email over SMTP (smtplib), one connection reused across a batch.
+
+Connection (Airflow ``smtp`` type): ``host``, ``port`` (default 25, or 465 with
+``ssl``), ``login``/``password`` (AUTH when set); ``extra``:
+
+* ``from`` — the From header, e.g. ``"Shop <shop@example.com>"`` (default
+  ``Baton <baton@localhost>``); its domain names the Message-IDs;
+* ``starttls`` (bool, default false), ``ssl`` (bool: implicit TLS, default false),
+  ``ca_file`` (a CA bundle to verify the server with; default the system's),
+* ``timeout`` (seconds per SMTP command, default 30), ``reply_to``, ``return_path``
+  (the envelope sender; default the From address).
+
+Each message is ``multipart/alternative`` (text, then HTML; the text is derived from
+the HTML when the block has none) with ``Message-ID: <baton-{message_id}@{domain}>``,
+``X-Baton-Message-Id`` and ``X-Baton-Campaign``, and — when the content has an
+``unsubscribe_url`` — ``List-Unsubscribe: <url>`` and ``List-Unsubscribe-Post:
+List-Unsubscribe=One-Click`` (RFC 8058).
+
+Errors: an invalid address is terminal without contacting the server; SMTP 4xx
+replies are transient, 5xx terminal (550/551/553 on RCPT: the recipient is rejected);
+connection failures, timeouts and authentication failures are transient (a broken
+connection or a bad password is fixed by the operator, not by dropping the messages).
+A disconnect before DATA reconnects once and retries; after DATA it is transient with
+``maybe_sent`` (SMTP has no idempotency key: ``idempotent_by_key`` is False, but every
+copy carries the same Message-ID, so receivers can tell).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import socket
+import ssl
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, formataddr, parseaddr
+from typing import ClassVar
+
+from baton.delivery.base import (
+    ChannelAdapter,
+    ChannelTransientError,
+    ConnectionInfo,
+    OutboundMessage,
+    RecipientRejectedError,
+    SendResult,
+)
+from baton.delivery.render import html_to_text
+from baton.errors import ConfigError, TerminalDeliveryError
+
+log = logging.getLogger(__name__)
+
+_LOCAL = re.compile(r"^[^\s@<>()\[\]\\,;:\"]+$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_RECIPIENT_REJECTED = frozenset({550, 551, 553})
+
+
+def split_address(value: str | None) -> tuple[str, str] | None:
+    """``(local, ascii_domain)`` of a plausible mailbox address (``a@b.example``), or None."""
+    if not value:
+        return None
+    addr = value.strip()
+    if len(addr) > 254 or addr.count("@") != 1 or any(c in addr for c in "\r\n\t "):
+        return None
+    local, domain = addr.split("@")
+    if not local or len(local) > 64 or not _LOCAL.match(local):
+        return None
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return None
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        return None
+    return local, ascii_domain
+
+
+class EmailAdapter(ChannelAdapter):
+    """SMTP with STARTTLS/TLS options and one connection per batch."""
+
+    channel: ClassVar[str] = "email"
+    idempotent_by_key: ClassVar[bool] = False
+
+    def __init__(self, conn: ConnectionInfo, *, base_path: object | None = None) -> None:
+        super().__init__(conn, base_path=base_path)
+        self.use_ssl = conn.extra_bool("ssl")
+        self.starttls = conn.extra_bool("starttls")
+        if self.use_ssl and self.starttls:
+            raise ConfigError(f"connection {conn.conn_id!r}: set extra ssl or starttls, not both")
+        self.host = conn.host or "localhost"
+        self.port = conn.port or (465 if self.use_ssl else 25)
+        self.timeout = conn.extra_float("timeout", 30.0)
+        self.ca_file = conn.extra_str("ca_file")
+        sender = conn.extra_str("from", "Baton <baton@localhost>") or ""
+        name, address = parseaddr(sender)
+        parts = split_address(address) if "@" in address else None
+        if parts is None and address.endswith("@localhost"):
+            parts = (address.split("@")[0], "localhost")
+        if parts is None:
+            raise ConfigError(
+                f"connection {conn.conn_id!r}: extra 'from' must be an address like "
+                f"'Shop <shop@example.com>', got {sender!r}"
+            )
+        self.from_header = formataddr((name, address)) if name else address
+        self.domain = parts[1]
+        self.envelope_from = conn.extra_str("return_path", address) or address
+        self.reply_to = conn.extra_str("reply_to")
+        self._smtp: smtplib.SMTP | None = None
+
+    # -- connection -----------------------------------------------------------------
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def open(self) -> None:
+        """Connect (TLS or STARTTLS as configured), say EHLO and log in; no-op when connected."""
+        if self._smtp is not None:
+            return
+        where = f"SMTP {self.host}:{self.port} (connection {self.conn.conn_id!r})"
+        smtp: smtplib.SMTP | None = None
+        try:
+            if self.use_ssl:
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._tls_context())
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            smtp.ehlo_or_helo_if_needed()
+            if self.starttls:
+                smtp.starttls(context=self._tls_context())
+                smtp.ehlo()
+            if self.conn.login:
+                smtp.login(self.conn.login, self.conn.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            self._discard(smtp)
+            raise ChannelTransientError(
+                f"{where}: authentication failed ({exc.smtp_code} {_text(exc.smtp_error)}): "
+                "check the login and password of the connection"
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            self._discard(smtp)
+            raise ChannelTransientError(f"{where}: {exc}: check extra starttls/ssl and the login") from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            self._discard(smtp)
+            raise ChannelTransientError(f"{where}: cannot connect: {_describe(exc)}") from exc
+        self._smtp = smtp
+
+    def close(self) -> None:
+        """Say QUIT and drop the connection."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+
+    @staticmethod
+    def _discard(smtp: smtplib.SMTP | None) -> None:
+        if smtp is not None:
+            try:
+                smtp.close()
+            except OSError:
+                pass
+
+    def _reset(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        self._discard(smtp)
+
+    # -- message --------------------------------------------------------------------
+
+    def message_id(self, message_id: int) -> str:
+        """The Message-ID header of a message: ``<baton-{message_id}@{domain}>``."""
+        return f"<baton-{message_id}@{self.domain}>"
+
+    def build(self, msg: OutboundMessage) -> EmailMessage:
+        """The MIME message of *msg* (multipart/alternative, text then HTML)."""
+        subject = " ".join(msg.content.get("subject", "").split())
+        html = msg.content.get("html")
+        if not subject or not html:
+            raise TerminalDeliveryError(f"message {msg.message_id}: email content needs a subject and html")
+        text = msg.content.get("text") or html_to_text(html)
+        to = (msg.recipient.email or "").strip()
+        mime = EmailMessage()
+        try:
+            mime["From"] = self.from_header
+            name = msg.recipient.full_name
+            mime["To"] = formataddr((name, to)) if name else to
+            mime["Subject"] = subject
+            mime["Date"] = format_datetime(datetime.now(UTC))
+            mime["Message-ID"] = self.message_id(msg.message_id)
+            if self.reply_to:
+                mime["Reply-To"] = self.reply_to
+            mime["X-Baton-Message-Id"] = str(msg.message_id)
+            mime["X-Baton-Campaign"] = msg.campaign_id
+            url = msg.content.get("unsubscribe_url")
+            if url:
+                mime["List-Unsubscribe"] = f"<{url}>"
+                mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        except (ValueError, TypeError) as exc:
+            raise TerminalDeliveryError(f"message {msg.message_id}: invalid header: {exc}") from exc
+        # quoted-printable for non-ASCII bodies: safe on servers without 8BITMIME
+        mime.set_content(text, subtype="plain", charset="utf-8", cte=None if text.isascii() else "quoted-printable")
+        mime.add_alternative(html, subtype="html", charset="utf-8", cte=None if html.isascii() else "quoted-printable")
+        return mime
+
+    def send(self, msg: OutboundMessage) -> SendResult:
+        """Send one email; reconnects once when the server closed the connection before the message went out."""
+        parts = split_address(msg.recipient.email)
+        if parts is None:
+            raise RecipientRejectedError(
+                f"invalid email address {msg.recipient.email!r}", address=msg.recipient.email
+            )
+        local, domain = parts
+        rcpt = f"{local}@{domain}"
+        data = self.build(msg).as_bytes(policy=SMTP_POLICY)
+        for attempt in (1, 2):
+            self.open()
+            assert self._smtp is not None
+            try:
+                return self._transaction(self._smtp, msg, rcpt, data, local)
+            except _Reconnect as exc:
+                self._reset()
+                if attempt == 2:
+                    raise ChannelTransientError(f"SMTP server closed the connection: {exc}") from None
+                log.info("SMTP connection lost before message %s (%s); reconnecting", msg.message_id, exc)
+        raise AssertionError("unreachable")
+
+    def _transaction(
+        self, smtp: smtplib.SMTP, msg: OutboundMessage, rcpt: str, data: bytes, local: str
+    ) -> SendResult:
+        options: list[str] = []
+        if not local.isascii():
+            if not smtp.has_extn("smtputf8"):
+                raise TerminalDeliveryError(
+                    f"address {rcpt!r} needs SMTPUTF8, which the server does not support"
+                )
+            options.append("SMTPUTF8")
+        if smtp.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        try:
+            code, reply = smtp.mail(self.envelope_from, options)
+            if code == 421:
+                raise _Reconnect(f"{code} {_text(reply)}")
+            if code != 250:
+                self._rset(smtp)
+                raise _by_code(code, reply, f"MAIL FROM:<{self.envelope_from}>", None)
+            code, reply = smtp.rcpt(rcpt)
+            if code == 421:
+                raise _Reconnect(f"{code} {_text(reply)}")
+            if code not in (250, 251):
+                self._rset(smtp)
+                raise _by_code(code, reply, f"RCPT TO:<{rcpt}>", msg.recipient.email)
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _Reconnect(str(exc)) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            self._reset()
+            raise ChannelTransientError(f"SMTP error before DATA: {_describe(exc)}") from exc
+        try:
+            code, reply = smtp.data(data)
+        except smtplib.SMTPDataError as exc:
+            if exc.smtp_code == 421:
+                self._reset()
+            raise _by_code(exc.smtp_code, exc.smtp_error, "DATA", None) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            self._reset()
+            raise ChannelTransientError(
+                f"SMTP connection failed during DATA, the server may have the message: {_describe(exc)}",
+                maybe_sent=True,
+            ) from exc
+        return SendResult(message_id=msg.message_id, provider_id=self.message_id(msg.message_id))
+
+    @staticmethod
+    def _rset(smtp: smtplib.SMTP) -> None:
+        try:
+            smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            pass
+
+
+class _Reconnect(Exception):
+    """The server closed the session before the message was handed over: safe to reconnect and retry."""
+
+
+def _text(reply: bytes | str) -> str:
+    return (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)).replace("\n", " ")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return f"timed out ({exc})" if str(exc) else "timed out"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _by_code(
+    code: int, reply: bytes | str, step: str, address: str | None
+) -> ChannelTransientError | TerminalDeliveryError:
+    reason = f"SMTP {code} {_text(reply)} (after {step})"
+    if 400 <= code < 500:
+        return ChannelTransientError(reason)
+    if address is not None and code in _RECIPIENT_REJECTED:
+        return RecipientRejectedError(reason, address=address)
+    return TerminalDeliveryError(reason)
+
+
+__all__ = ["EmailAdapter", "split_address"]
