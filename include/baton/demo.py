@@ -39,7 +39,7 @@ from baton.store.engine import (
     store_url,
 )
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 130)
 
 DEMO_CUSTOMERS = int(os.environ.get("BATON_DEMO_CUSTOMERS", "10000"))
 DEMO_DAYS = int(os.environ.get("BATON_DEMO_DAYS", "30"))
@@ -222,14 +222,34 @@ class Api:
             raise SystemExit(f"triggering {dag_id} failed: {resp.status_code} {resp.text}")
         return True
 
+    def clear(self, dag_id: str, run_id: str) -> None:
+        resp = httpx.post(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/clear", json={"dry_run": False},
+                          headers=self.headers, timeout=30)
+        if resp.status_code >= 400:
+            raise SystemExit(f"clearing {dag_id} {run_id} failed: {resp.status_code} {resp.text}")
 
-def interval_ending_at(schedule: str, cycle: datetime) -> tuple[datetime, datetime]:
-    """The campaign's own interval length (hour, day, week), ending at the demo cycle."""
+
+def failed_runs_for(af_db: Engine, dag_ids: list[str], cycle: datetime) -> list[tuple[str, str]]:
+    with af_db.connect() as conn:
+        rows = conn.execute(
+            sa.text("select dag_id, run_id from dag_run where dag_id = any(:ids) and data_interval_end = :c"
+                    " and state = 'failed'"),
+            {"ids": dag_ids, "c": cycle},
+        ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def interval_ending_at(schedule: str, cycle: datetime) -> tuple[datetime, datetime] | None:
+    """The interval the demo triggers so the campaign feeds the demo cycle: its own length
+    (at least an hour) ending at the cycle; None when the scheduler's own latest run is
+    exactly that (hourly campaigns)."""
     from baton.spec.schedule import next_after, previous_at
 
     e = previous_at(schedule, cycle)
-    length = max(next_after(schedule, e) - e, timedelta(hours=1))
-    return cycle - length, cycle
+    natural = next_after(schedule, e) - e
+    if e == cycle and natural == timedelta(hours=1):
+        return None
+    return cycle - max(natural, timedelta(hours=1)), cycle
 
 
 def run_campaigns(af: Airflow, af_db: Engine, dag_ids: list[str], cycle: datetime, password: str) -> None:
@@ -244,10 +264,14 @@ def run_campaigns(af: Airflow, af_db: Engine, dag_ids: list[str], cycle: datetim
     af.run("dags", "unpause", "--treat-dag-id-as-regex", "-y", "^campaign__")
     api = Api(password)
     for dag_id in runnable:
-        start, end = interval_ending_at(by_dag[dag_id].schedule, cycle)
-        if end - start == timedelta(hours=1):
+        interval = interval_ending_at(by_dag[dag_id].schedule, cycle)
+        if interval is None:
             continue  # the scheduler creates this run itself (catchup off: the latest interval)
-        api.trigger(dag_id, start, end, "baton demo: feed the demo cycle")
+        api.trigger(dag_id, *interval, "baton demo: feed the demo cycle")
+    # a run of an earlier demo for this very cycle that failed is retried (cleared), not skipped
+    for dag_id, run_id in failed_runs_for(af_db, runnable, cycle):
+        console.print(f"retrying the failed run {run_id} of {dag_id}")
+        api.clear(dag_id, run_id)
 
     def all_done() -> dict[str, str] | None:
         states = run_states_for(af_db, runnable, cycle)
@@ -303,9 +327,9 @@ def print_problem(engine: Engine, cycle: datetime) -> None:
         batches = conn.execute(
             sa.text(
                 "select b.campaign_id, min(b.data_interval_start) as s, max(b.data_interval_end) as e,"
-                " sum(b.row_count) as rows, count(distinct c.customer_id) as people"
-                " from candidate_batches b left join candidates c using (batch_id) where b.cycle_at = :c"
-                " group by b.campaign_id order by b.campaign_id"
+                " sum(b.row_count) as rows, (select count(distinct c.customer_id) from candidates c"
+                " where c.batch_id = any(array_agg(b.batch_id))) as people"
+                " from candidate_batches b where b.cycle_at = :c group by b.campaign_id order by b.campaign_id"
             ),
             {"c": cycle},
         ).all()
@@ -322,7 +346,7 @@ def print_problem(engine: Engine, cycle: datetime) -> None:
     console.rule("[bold]5. without orchestration")
     console.print(
         f"Every automation fires on its own: [bold]{stats.total:,}[/bold] messages to [bold]{stats.people:,}[/bold]"
-        f" people in 24 hours.\n  per person: max [bold red]{stats.max}[/bold red], p99 [bold]{stats.p99}[/bold],"
+        f" people in this cycle (daily and weekly campaigns cover the last day or week).\n  per person: max [bold red]{stats.max}[/bold red], p99 [bold]{stats.p99}[/bold],"
         f" people with more than 2: [bold red]{stats.over2:,}[/bold red]"
     )
 
@@ -343,6 +367,13 @@ def print_outcome(engine: Engine, cycle: datetime) -> None:
             ),
             {"c": cycle},
         ).all()
+    with engine.connect() as conn:
+        late = conn.execute(sa.text(
+            "select string_agg(distinct campaign_id, ', ') from candidate_batches where cycle_at = :c"
+            " and decided_cycle_at is null"), {"c": cycle}).scalar()
+    if late:
+        console.print(f"[yellow]batches that landed after this cycle was decided ({late}) are decided by the next "
+                      "cycle[/yellow]")
     console.print(
         f"Baton decided: [bold]{stats.total:,}[/bold] messages to [bold]{stats.people:,}[/bold] people in 24 hours."
         f"\n  per person: max [bold green]{stats.max}[/bold green], p99 [bold]{stats.p99}[/bold],"
