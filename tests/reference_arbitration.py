@@ -17,7 +17,8 @@ Interpretations pinned down here (the SQL engine uses the same ones):
 * A customer's timezone is used when it is exactly (case-sensitively) an IANA name that
   ``zoneinfo`` knows; otherwise ``policy.default_timezone``.
 * Local date-times built from a zone (end of quiet hours, start of a period) are
-  resolved with ``fold=0``.
+  resolved as PostgreSQL does: skipped wall times with the offset before the gap,
+  repeated wall times as the later (standard-time) instant.
 * Quiet hours never touch transactional campaigns (their ``send_at`` is ``T``).
 * ``reason`` is ``None`` for every outcome but ``capped``.
 """
@@ -105,8 +106,17 @@ def normalise_address(address: str, is_email: bool) -> str:
 
 
 def local_at(zone: ZoneInfo, day: date, at: time) -> datetime:
-    """The UTC instant of local ``day`` ``at`` in ``zone`` (fold=0)."""
-    return datetime.combine(day, at).replace(tzinfo=zone, fold=0).astimezone(UTC)
+    """The UTC instant of local ``day`` ``at`` in ``zone``, resolved as PostgreSQL's
+    ``AT TIME ZONE`` does: a wall time skipped by a spring-forward gap is read with the
+    offset before the gap (fold=0); a wall time that happens twice (fall back) is the
+    later instant, in standard time (fold=1)."""
+    naive = datetime.combine(day, at)
+    first = naive.replace(tzinfo=zone, fold=0)
+    second = naive.replace(tzinfo=zone, fold=1)
+    exists = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive
+    if exists and first.utcoffset() != second.utcoffset():
+        return second.astimezone(UTC)
+    return first.astimezone(UTC)
 
 
 def quiet_state(T: datetime, zone: ZoneInfo, start: time, end: time) -> tuple[bool, datetime | None]:

@@ -444,7 +444,7 @@ def test_quiet_hours_end_across_dst() -> None:
     assert outcome(s, "flash", "sms", at=at) == ("selected", None, datetime(2026, 3, 8, 13, 0, tzinfo=UTC))
 
 
-def test_quiet_state_fold_zero_in_gap_and_overlap() -> None:
+def test_quiet_state_in_gap_and_overlap_resolves_like_postgres() -> None:
     from zoneinfo import ZoneInfo
 
     ny = ZoneInfo("America/New_York")
@@ -453,9 +453,10 @@ def test_quiet_state_fold_zero_in_gap_and_overlap() -> None:
     # The end 02:30 does not exist on 2026-03-08: fold=0 reads it with the offset before (EST) = 07:30Z.
     quiet, end = quiet_state(datetime(2026, 3, 8, 6, 0, tzinfo=UTC), ny, time(0, 30), time(2, 30))
     assert quiet and end == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
-    # The end 01:30 happens twice on 2026-11-01: fold=0 is the first (EDT) = 05:30Z.
+    # The end 01:30 happens twice on 2026-11-01: PostgreSQL's AT TIME ZONE takes the later,
+    # standard-time instant (EST) = 06:30Z.
     quiet, end = quiet_state(datetime(2026, 11, 1, 4, 45, tzinfo=UTC), ny, time(0, 30), time(1, 30))
-    assert quiet and end == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    assert quiet and end == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
