@@ -24,11 +24,14 @@ idempotency key (``idempotent_by_key`` is False); the app can drop a duplicate b
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from baton.delivery.base import (
     ConnectionInfo,
     HttpChannelAdapter,
+    HttpResponse,
     OutboundMessage,
     RecipientRejectedError,
     SendResult,
@@ -58,10 +61,10 @@ class PushAdapter(HttpChannelAdapter):
         if not project:
             raise ConfigError(f"connection {conn.conn_id!r}: set extra 'project' to the Firebase project id")
         self.project = project
-        self.path = f"/v1/projects/{project}/messages:send"
+        self.path = f"/v1/projects/{quote(project, safe='')}/messages:send"
 
-    def _client_kwargs(self) -> dict[str, Any]:
-        return {"headers": {"Authorization": f"Bearer {self.token}"}}
+    def default_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def payload(self, msg: OutboundMessage) -> dict[str, Any]:
         """The JSON body of *msg*."""
@@ -84,7 +87,8 @@ class PushAdapter(HttpChannelAdapter):
             raise RecipientRejectedError(f"invalid push token {msg.recipient.push_token!r}", address=token or None)
         if not msg.content.get("title") or not msg.content.get("body"):
             raise TerminalDeliveryError(f"message {msg.message_id}: push content needs a title and a body")
-        resp = self._post(self.path, json=self.payload(msg))
+        body = json.dumps(self.payload(msg), separators=(",", ":")).encode("utf-8")
+        resp = self._post(self.path, body, {"Content-Type": "application/json; charset=utf-8"})
         if resp.status_code == 200:
             try:
                 name = resp.json().get("name")
@@ -94,13 +98,13 @@ class PushAdapter(HttpChannelAdapter):
         status, error_code, detail = _fcm_error(resp)
         if error_code in _REJECTED:
             raise RecipientRejectedError(f"HTTP {resp.status_code} {error_code}: {detail}", address=token)
-        transient = self._transient_status(resp.status_code, resp.headers, f"{status or ''} {detail}".strip())
+        transient = self._transient_status(resp, f"{status or ''} {detail}".strip())
         if transient is not None:
             raise transient
         raise TerminalDeliveryError(f"HTTP {resp.status_code} {error_code or status or ''}: {detail}".replace("  ", " "))
 
 
-def _fcm_error(resp: Any) -> tuple[str | None, str | None, str]:
+def _fcm_error(resp: HttpResponse) -> tuple[str | None, str | None, str]:
     """(status, FCM errorCode, message) of an FCM error answer."""
     try:
         data = resp.json()

@@ -20,11 +20,14 @@ rejected).
 
 from __future__ import annotations
 
+import base64
 from typing import Any, ClassVar
+from urllib.parse import quote, urlencode
 
 from baton.delivery.base import (
     ConnectionInfo,
     HttpChannelAdapter,
+    HttpResponse,
     OutboundMessage,
     RecipientRejectedError,
     SendResult,
@@ -59,10 +62,11 @@ class SmsAdapter(HttpChannelAdapter):
                 "or 'messaging_service_sid'"
             )
         self.status_callback = conn.extra_str("status_callback")
-        self.path = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+        self.path = f"/2010-04-01/Accounts/{quote(self.account_sid, safe='')}/Messages.json"
 
-    def _client_kwargs(self) -> dict[str, Any]:
-        return {"auth": (self.account_sid, self.auth_token)}
+    def default_headers(self) -> dict[str, str]:
+        basic = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {basic}"}
 
     def send(self, msg: OutboundMessage) -> SendResult:
         """POST one message; the provider id is Twilio's ``sid``."""
@@ -82,7 +86,13 @@ class SmsAdapter(HttpChannelAdapter):
         if self.status_callback:
             form["StatusCallback"] = self.status_callback
         resp = self._post(
-            self.path, data=form, headers={"I-Twilio-Idempotency-Token": idempotency_token(msg.message_id)}
+            self.path,
+            urlencode(form).encode("utf-8"),
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+                "I-Twilio-Idempotency-Token": idempotency_token(msg.message_id),
+            },
         )
         if resp.status_code in (200, 201):
             try:
@@ -91,7 +101,7 @@ class SmsAdapter(HttpChannelAdapter):
                 sid = None
             return SendResult(message_id=msg.message_id, provider_id=str(sid) if sid else None)
         code, detail = _twilio_error(resp)
-        transient = self._transient_status(resp.status_code, resp.headers, detail)
+        transient = self._transient_status(resp, detail)
         if transient is not None:
             raise transient
         reason = f"HTTP {resp.status_code} Twilio error {code}: {detail}" if code else f"HTTP {resp.status_code}: {detail}"
@@ -100,7 +110,7 @@ class SmsAdapter(HttpChannelAdapter):
         raise TerminalDeliveryError(reason)
 
 
-def _twilio_error(resp: Any) -> tuple[int | None, str]:
+def _twilio_error(resp: HttpResponse) -> tuple[int | None, str]:
     try:
         data = resp.json()
     except ValueError:
