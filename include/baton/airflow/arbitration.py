@@ -97,7 +97,10 @@ def build_arbitration_dag(dags_folder: Path) -> DAG:
         "# Baton arbitration\n\nOne run per decision cycle; its decision time is the run's "
         "`data_interval_end`. It waits (deferred) for the campaigns expected to feed the cycle, "
         f"up to `wait_for` = {policy.cycle.wait_for}; then decides per person in {shard_count()} shard(s) "
-        "and commits decisions and outbox atomically. Rerunning a decided cycle changes nothing.\n"
+        "and commits decisions and outbox atomically. Rerunning a decided cycle changes nothing. "
+        "Then one mapped task per channel (pool `baton_<channel>`) hands due messages to the channel, "
+        "each exactly once; messages of cycles older than `max_send_delay` expire instead "
+        "(trigger with `{\"allow_late_send\": true}` to send them anyway).\n"
     )
     if error:
         doc = f"# INVALID dags/policy.yaml\n\nFix the file; the cycle cannot run.\n\n```\n{error}\n```\n"
@@ -173,5 +176,25 @@ def build_arbitration_dag(dags_folder: Path) -> DAG:
 
         started = begin(wait.output)
         decided = decide.expand(shard=started)
-        decided >> commit()
+        committed = commit()
+        decided >> committed
+
+        @task(task_id="delivery_shards", trigger_rule="none_failed")
+        def shards_for_delivery() -> list[int]:
+            from baton.airflow.delivery import delivery_shards
+
+            return list(range(delivery_shards()))
+
+        targets = shards_for_delivery()
+        committed >> targets
+        for channel in sorted({ch.value for c in campaigns if c.enabled for ch in c.channels}):
+
+            @task(task_id=f"deliver_{channel}", pool=f"baton_{channel}", trigger_rule="none_failed",
+                  map_index_template="shard {{ task.op_kwargs['shard'] }}", retries=5)
+            def deliver(shard: int, _channel: str = channel, **context: Any) -> dict[str, Any]:
+                from baton.airflow.delivery import run_delivery
+
+                return run_delivery(_channel, shard, Path(folder), context)
+
+            deliver.expand(shard=targets)
     return dag
