@@ -306,6 +306,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HttpServer
     server_version = "BatonProviderEmulator/1"
 
+    def setup(self) -> None:
+        super().setup()
+        emulator = self.server.emulator
+        with emulator._lock:
+            emulator.connections += 1
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("provider emulator: " + format, *args)
 
@@ -373,7 +379,8 @@ class ProviderEmulator(_Server):
     idempotency key, ``message_id`` when known, ``to``, the content and the
     ``provider_id``), once per key; ``duplicates`` counts requests for a key already
     accepted (answered with the first answer, as an idempotent provider would);
-    ``requests`` counts every POST; ``injected`` the failures the knobs caused.
+    ``requests`` counts every POST, ``connections`` the TCP connections; ``injected`` the
+    failures the knobs caused.
     """
 
     def __init__(
@@ -411,6 +418,7 @@ class ProviderEmulator(_Server):
         self.duplicates = 0
         self.duplicate_keys: Counter[str] = Counter()
         self.requests = 0
+        self.connections = 0
         self.injected: Counter[str] = Counter()
         self._answers: dict[tuple[str, str], Reply] = {}
         self._random = random.Random(seed)
@@ -458,6 +466,7 @@ class ProviderEmulator(_Server):
             self.duplicates = 0
             self.duplicate_keys.clear()
             self.requests = 0
+            self.connections = 0
             self.injected.clear()
             self._answers.clear()
 
@@ -503,6 +512,7 @@ class ProviderEmulator(_Server):
                 "accepted": dict(kinds),
                 "duplicates": self.duplicates,
                 "requests": self.requests,
+                "connections": self.connections,
                 "injected": dict(self.injected),
             }
 
