@@ -129,8 +129,8 @@ def test_selected_messages_arrive_exactly_once(env: Engine, servers, airflow_db:
     # email: each selected message once, by Message-ID; push and sms once by idempotency key
     assert smtp.duplicates == 0 and sorted(smtp.counts.values()) == [1] * len(by_channel["email"])
     assert http.duplicates == 0
-    assert sorted(a["message_id"] for a in http.accepted if a["kind"] == "sms") == by_channel["sms"]
-    assert sorted(a["message_id"] for a in http.accepted if a["kind"] == "push") == by_channel["push"]
+    assert sorted(int(a["message_id"]) for a in http.accepted if a["kind"] == "sms") == by_channel["sms"]
+    assert sorted(int(a["message_id"]) for a in http.accepted if a["kind"] == "push") == by_channel["push"]
     # rendered with the person's attributes and the candidate's payload
     mails = list(smtp.maildir())
     assert any("Boots for Name" in m.get_payload()[1].get_payload(decode=True).decode() for m in mails)
@@ -191,5 +191,5 @@ def test_flaky_provider_gets_every_message_once(env: Engine, servers, airflow_db
     assert rows and {r.status for r in rows} == {"sent"}
     assert retries > 0 and http.injected
     assert http.duplicates == 0
-    assert sorted(a["message_id"] for a in http.accepted) == sorted(r.message_id for r in rows)
+    assert sorted(int(a["message_id"]) for a in http.accepted) == sorted(r.message_id for r in rows)
     assert outbox.MAX_ATTEMPTS >= 3

@@ -41,7 +41,7 @@ from baton.delivery.base import (
 from baton.delivery.render import Renderer, message_context
 from baton.delivery.unsubscribe import make_token, unsubscribe_url
 from baton.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError
-from baton.spec import Campaign
+from baton.spec import Campaign, Channel
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Outbox:
             f" where {self._where()} and cycle_at < %(cutoff)s"
             " and (status = 'pending' or (status = 'sending' and lease_until < %(now)s)) returning message_id)"
             " insert into message_events (message_id, type, detail)"
-            " select message_id, 'expired', jsonb_build_object('max_send_delay', %(delay)s) from late",
+            " select message_id, 'expired', jsonb_build_object('max_send_delay', %(delay)s::text) from late",
             self._params(cutoff=now - max_send_delay, now=now, delay=str(max_send_delay)),
         )
         return int(cur.rowcount or 0)
@@ -295,8 +295,7 @@ def _render(
         return f"campaign {row['campaign_id']!r} is no longer defined (its YAML file was removed or is invalid)"
     if row["customer"] is None:
         return f"customer {row['customer_id']!r} no longer exists"
-    block = campaign.message.block(channel) if hasattr(campaign.message, "block") else getattr(
-        campaign.message, channel)
+    block = campaign.message.block(Channel(channel))
     if block is None:
         return f"campaign {campaign.id} has no message.{channel} block"
     unsub = None
