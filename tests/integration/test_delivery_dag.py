@@ -69,7 +69,7 @@ def env(fresh_store: Engine, tmp_path: Path, servers, monkeypatch: pytest.Monkey
     (dags / "campaigns").mkdir(parents=True)
     (dags / "templates").mkdir()
     (dags / "policy.yaml").write_text(POLICY)
-    (dags / "campaigns" / "promo.yaml").write_text(_campaign("promo", 50, ["email", "sms"], "browse"))
+    (dags / "campaigns" / "promo.yaml").write_text(_campaign("promo", 50, ["sms", "email"], "browse"))
     (dags / "campaigns" / "stock.yaml").write_text(_campaign("stock", 80, ["push", "email"], "back_in_stock"))
     for f in ("campaign_dags.py", "arbitration.py"):
         shutil.copy(ROOT / "dags" / f, dags / f)
@@ -132,8 +132,8 @@ def test_selected_messages_arrive_exactly_once(env: Engine, servers, airflow_db:
     assert sorted(int(a["message_id"]) for a in http.accepted if a["kind"] == "sms") == by_channel["sms"]
     assert sorted(int(a["message_id"]) for a in http.accepted if a["kind"] == "push") == by_channel["push"]
     # rendered with the person's attributes and the candidate's payload
-    mails = list(smtp.maildir())
-    assert any("Boots for Name" in m.get_payload()[1].get_payload(decode=True).decode() for m in mails)
+    mails = smtp.messages()
+    assert any("Boots for Name" in m.get_body(("html",)).get_content() for m in mails)
     assert all(m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" for m in mails)
 
     # rerunning the decided cycle (and its delivery) sends nothing more
