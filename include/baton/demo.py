@@ -100,6 +100,22 @@ def _secret(path: Path) -> str:
     return path.read_text().strip()
 
 
+def channel_connections(smtp_port: int, http_port: int) -> dict[str, str]:
+    """Airflow Connections (as AIRFLOW_CONN_* JSON) pointing the channels at the local sinks."""
+    from baton.delivery.sinks import ProviderEmulator
+
+    emu = ProviderEmulator()
+    return {
+        "AIRFLOW_CONN_BATON_SMTP": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
+                                               "extra": {"from": "Northwind Shop <shop@northwind.example>"}}),
+        "AIRFLOW_CONN_BATON_SMS": json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{http_port}",
+                                              "login": emu.twilio_sid, "password": emu.twilio_token,
+                                              "extra": {"from": "+15550100000"}}),
+        "AIRFLOW_CONN_BATON_PUSH": json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{http_port}",
+                                               "password": emu.fcm_token, "extra": {"project": emu.fcm_project}}),
+    }
+
+
 def airflow_env(home: Path, store: str) -> dict[str, str]:
     root = baton_home()
     env = dict(os.environ)
@@ -121,6 +137,8 @@ def airflow_env(home: Path, store: str) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             "BATON_DATABASE_URL": store,
+            "BATON_UNSUBSCRIBE_SECRET": _secret(home / "unsubscribe_secret"),
+            "BATON_UNSUBSCRIBE_URL": f"http://localhost:{PORT}/baton/unsubscribe",
             "BATON_HOME": str(root),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "include"), os.environ.get("PYTHONPATH")])),
         }
@@ -389,6 +407,29 @@ def print_outcome(engine: Engine, cycle: datetime) -> None:
     console.print(table)
 
 
+def print_delivery(engine: Engine, cycle: datetime, smtp: Any, http: Any) -> None:
+    console.rule("[bold]7. delivery")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select channel, status, count(*) as n from messages where cycle_at = :c group by 1, 2 order by 1, 2"),
+            {"c": cycle}).all()
+        over = conn.execute(sa.text(
+            "select count(*) from (select customer_id from messages where status = 'sent' and counts_toward_caps"
+            " and sent_at > now() - interval '24 hours' group by customer_id having count(*) > 2) x")).scalar()
+    table = Table("channel", "status", "messages")
+    for r in rows:
+        table.add_row(r.channel, r.status, f"{r.n:,}")
+    console.print(table)
+    console.print(
+        f"SMTP sink (maildir {smtp.maildir_path}): {smtp.received:,} emails, {len(smtp.counts):,} distinct "
+        f"Message-IDs, {smtp.duplicates} duplicates\n"
+        f"provider emulator: {sum(1 for a in http.accepted if a['kind'] == 'sms'):,} SMS, "
+        f"{sum(1 for a in http.accepted if a['kind'] == 'push'):,} push, {http.duplicates} duplicates\n"
+        f"people who got more than 2 counting messages in 24 hours: [bold green]{over}[/bold green]"
+        "  (pending = deferred by quiet hours; they go out with the first cycle after their send_at)"
+    )
+
+
 OUTCOME_ORDER = ["selected", "capped", "channel_alternative", "holdout_campaign", "holdout_global", "quiet_hours",
                  "no_consent", "suppressed", "unreachable", "expired", "unknown_customer"]
 
@@ -409,10 +450,20 @@ def main() -> None:
     home = root / ".baton" / "airflow"
     (home / "logs").mkdir(parents=True, exist_ok=True)
     ensure_database(make_url(airflow_sql_alchemy_conn()).set(drivername="postgresql+psycopg"))
+    from baton.delivery.sinks import ProviderEmulator, SmtpSink
+
+    smtp = SmtpSink(port=int(os.environ.get("BATON_DEMO_SMTP_PORT", "2525")), maildir=root / ".baton" / "maildir")
+    http = ProviderEmulator(port=int(os.environ.get("BATON_DEMO_PROVIDER_PORT", "8025")),
+                            store=root / ".baton" / "provider")
+    smtp.start()
+    http.start()
     af = Airflow(home, airflow_env(home, url.render_as_string(hide_password=False)))
+    af.env.update(channel_connections(smtp.port, http.port))
     password = admin_password(home)
     with console.status("airflow db migrate"):
         af.run("db", "migrate")
+        for channel in ("email", "sms", "push", "audience", "direct_mail"):
+            af.run("pools", "set", f"baton_{channel}", "2", f"Baton {channel} delivery")
     try:
         af.start("api-server", "api-server", "--port", str(PORT))
         af.start("scheduler", "scheduler")
@@ -432,6 +483,7 @@ def main() -> None:
         print_problem(engine, cycle)
         run_arbitration(af, af_db, cycle)
         print_outcome(engine, cycle)
+        print_delivery(engine, cycle, smtp, http)
         console.rule("[bold]Airflow UI")
         console.print(
             f"  URL:   [bold]http://localhost:{PORT}[/bold]\n  login: [bold]admin[/bold] / [bold]{password}[/bold]\n"
@@ -445,6 +497,8 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("\nstopping Airflow…")
     finally:
+        smtp.stop()
+        http.stop()
         # pause again so that the next `make demo` starts from the latest interval, not a catch-up
         af.run("dags", "pause", "--treat-dag-id-as-regex", "-y", "^(campaign__|baton_)", check=False)
         af.stop()
