@@ -2,7 +2,8 @@
 
 Options: ``--people N`` (default 1,000,000), ``--shards N`` (default 2),
 ``--naive-sample N`` (the naive loop decides 1/N of the people; default 50),
-``--only arbitration``.
+``--messages N`` (delivery benchmark, per channel; default 5,000),
+``--only arbitration|delivery``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--naive-sample", type=int, default=50)
-    parser.add_argument("--only", choices=["arbitration"], default=None)
+    parser.add_argument("--messages", type=int, default=5_000)
+    parser.add_argument("--only", choices=["arbitration", "delivery"], default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from bench import arbitration
+    if args.only in (None, "arbitration"):
+        from bench import arbitration
 
-    arbitration.main(people=args.people, shards=args.shards, naive_sample=args.naive_sample)
+        arbitration.main(people=args.people, shards=args.shards, naive_sample=args.naive_sample)
+    if args.only in (None, "delivery"):
+        from bench import delivery
+
+        delivery.main(messages=args.messages)
 
 
 if __name__ == "__main__":
