@@ -208,3 +208,10 @@ meta = sa.Table(
     sa.Column("value", JSONB, nullable=False),
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
 )
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("next_at", TS, nullable=False, comment="the shared leaky bucket: the next free send slot"),
+)
