@@ -26,11 +26,10 @@ def _forbid(*_a: object, **_k: object) -> None:
 
 
 def _dagbag(folder: Path):  # type: ignore[no-untyped-def]
-    from airflow.dag_processing.dagbag import DagBag
-
     import psycopg
     import psycopg2
     import sqlalchemy.engine
+    from airflow.dag_processing.dagbag import DagBag
 
     with (
         mock.patch.object(psycopg, "connect", _forbid),
