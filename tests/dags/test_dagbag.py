@@ -57,7 +57,7 @@ def test_project_dags_import_cleanly() -> None:
     for c in campaigns:
         if not c.enabled:
             continue
-        dag = bag.get_dag(f"campaign__{c.id}")
+        dag = bag.dags.get(f"campaign__{c.id}")
         assert dag is not None
         assert dag.owner == c.owner
         assert {"baton", "campaign", *c.tags} <= set(dag.tags)
@@ -79,7 +79,7 @@ def test_invalid_campaign_file_does_not_hide_the_others(tmp_path: Path) -> None:
     assert bag.import_errors == {}
     for path in good:
         assert f"campaign__{path.stem}" in bag.dag_ids or "enabled: false" in path.read_text()
-    placeholder = bag.get_dag("campaign__broken_promo")
+    placeholder = bag.dags.get("campaign__broken_promo")
     assert placeholder is not None
     assert "invalid" in placeholder.tags
     assert placeholder.timetable.can_be_scheduled is False  # never runs by itself
