@@ -135,6 +135,10 @@ def _decisions(engine: Engine) -> list[tuple]:
 def env(fresh_store: Engine, dags_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("BATON_DATABASE_URL", fresh_store.url.render_as_string(hide_password=False))
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags_folder))
+    # delivery goes to the fake adapter here (tests/integration/test_delivery_dag.py uses real servers)
+    for ch in ("EMAIL", "PUSH"):
+        monkeypatch.setenv(f"AIRFLOW_CONN_BATON_{ch}", '{"conn_type": "baton_fake"}')
+    monkeypatch.setenv("BATON_UNSUBSCRIBE_SECRET", "arbitration-test-secret-" + "w" * 32)
     return fresh_store
 
 
