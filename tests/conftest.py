@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -90,3 +91,12 @@ def airflow_db() -> str:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return url
+
+
+def point_airflow_at(monkeypatch: pytest.MonkeyPatch, dags: Path) -> None:
+    """Make ``dag.test()`` parse ``dags``: Airflow keeps the DAGs folder in ``airflow.settings``
+    from its first import, so the environment variable alone does not move it."""
+    import airflow.settings
+
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags))
+    monkeypatch.setattr(airflow.settings, "DAGS_FOLDER", str(dags))

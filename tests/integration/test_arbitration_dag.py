@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from conftest import point_airflow_at
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,7 +136,7 @@ def _decisions(engine: Engine) -> list[tuple]:
 @pytest.fixture()
 def env(fresh_store: Engine, dags_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("BATON_DATABASE_URL", fresh_store.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags_folder))
+    point_airflow_at(monkeypatch, dags_folder)
     # delivery goes to the fake adapter here (tests/integration/test_delivery_dag.py uses real servers)
     for ch in ("EMAIL", "PUSH"):
         monkeypatch.setenv(f"AIRFLOW_CONN_BATON_{ch}", '{"conn_type": "baton_fake"}')

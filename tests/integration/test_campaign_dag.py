@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from conftest import point_airflow_at
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +77,7 @@ def dags_folder(tmp_path: Path) -> Path:
 def store_env(fresh_store: Engine, dags_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
     """Tasks find the store through BATON_DATABASE_URL; dag.test() parses the temporary dags folder."""
     monkeypatch.setenv("BATON_DATABASE_URL", fresh_store.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags_folder))
+    point_airflow_at(monkeypatch, dags_folder)
     return fresh_store
 
 

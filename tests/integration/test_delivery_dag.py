@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from baton.delivery.sinks import ProviderEmulator, SmtpSink
+from conftest import point_airflow_at
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,7 @@ def env(fresh_store: Engine, tmp_path: Path, servers, monkeypatch: pytest.Monkey
     for f in ("campaign_dags.py", "arbitration.py"):
         shutil.copy(ROOT / "dags" / f, dags / f)
     monkeypatch.setenv("BATON_DATABASE_URL", fresh_store.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags))
+    point_airflow_at(monkeypatch, dags)
     monkeypatch.setenv("BATON_UNSUBSCRIBE_SECRET", "test-secret-" + "x" * 32)
     monkeypatch.setenv("BATON_DELIVERY_SHARDS", "2")
     monkeypatch.setenv("AIRFLOW_CONN_BATON_EMAIL", json.dumps(
