@@ -89,7 +89,7 @@ class Airflow:
         for proc in self.procs:
             if proc.poll() is not None:
                 raise SystemExit(
-                    f"an Airflow process exited ({' '.join(map(str, proc.args))}); see {self.home / 'logs'}"
+                    f"an Airflow process exited ({proc.args!s}); see {self.home / 'logs'}"
                 )
 
 

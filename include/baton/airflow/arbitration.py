@@ -174,7 +174,7 @@ def build_arbitration_dag(dags_folder: Path) -> DAG:
                     "alternatives": result.alternatives, "selected": result.selected,
                     "messages": result.messages}
 
-        started = begin(wait.output)
+        started = begin(wait.output)  # type: ignore[arg-type]  # an XComArg, resolved at run time
         decided = decide.expand(shard=started)
         committed = commit()
         decided >> committed

@@ -16,7 +16,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 class BatchesReadyTrigger(BaseTrigger):
     def __init__(self, cycle_at: str, expected: dict[str, str], deadline: str, poll_interval: float = 15.0) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.cycle_at = cycle_at
         self.expected = expected
         self.deadline = deadline
@@ -41,10 +41,12 @@ class BatchesReadyTrigger(BaseTrigger):
         while True:
             ready, missing = await asyncio.to_thread(self._check)
             if not missing:
-                yield TriggerEvent({"status": "ready", "ready": ready, "missing": []})
+                yield TriggerEvent({"status": "ready", "ready": ready, "missing": []})  # type: ignore[no-untyped-call]
                 return
             if datetime.now(UTC) >= deadline:
-                yield TriggerEvent({"status": "deadline", "ready": ready, "missing": missing})
+                yield TriggerEvent(  # type: ignore[no-untyped-call]
+                    {"status": "deadline", "ready": ready, "missing": missing}
+                )
                 return
             self.log.info("cycle %s waits for %s", self.cycle_at, ", ".join(missing))
             await asyncio.sleep(self.poll_interval)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from baton.arbitration.engine import CycleEngine
 from baton.arbitration.scenario import Decision, Scenario
+from baton.store.raw import driver_connection
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _load(cur: object, scenario: Scenario) -> None:
 def decide_scenario(engine: Engine, scenario: Scenario, at: datetime, shards: int = 1) -> list[Decision]:
     """Every alternative's decision for decision time ``at`` (nothing is stored)."""
     with engine.connect() as conn:
-        raw = conn.connection.driver_connection
+        raw = driver_connection(conn)
         try:
             cur = raw.cursor()
             cur.execute(_TEMP_TABLES)

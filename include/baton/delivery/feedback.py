@@ -8,6 +8,7 @@ import logging
 from sqlalchemy.engine import Engine
 
 from baton.delivery.unsubscribe import UnsubscribeClaim
+from baton.store.raw import driver_connection
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 def record_unsubscribe(engine: Engine, claim: UnsubscribeClaim, *, source: str = "unsubscribe_link") -> None:
     """Opt the person out of the claim's channel and topic (idempotent)."""
     with engine.begin() as conn:
-        raw = conn.connection.driver_connection
+        raw = driver_connection(conn)
         raw.execute(
             "insert into consents (customer_id, channel, topic, status, source, updated_at)"
             " values (%s, %s, %s, 'opt_out', %s, now()) on conflict (customer_id, channel, topic)"
@@ -37,7 +38,7 @@ def record_bounce(engine: Engine, message_id: int, kind: str = "hard_bounce") ->
     if kind not in ("hard_bounce", "complaint"):
         raise ValueError(f"kind must be hard_bounce or complaint, not {kind!r}")
     with engine.begin() as conn:
-        raw = conn.connection.driver_connection
+        raw = driver_connection(conn)
         row = raw.execute(
             "select m.channel, case m.channel when 'email' then lower(btrim(c.email)) when 'sms' then btrim(c.phone)"
             " when 'push' then btrim(c.push_token) when 'direct_mail' then btrim(c.postal_address)"

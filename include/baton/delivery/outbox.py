@@ -102,6 +102,8 @@ class Outbox:
         self.shards = max(1, shards)
         self._conn = engine.raw_connection()
         self._raw: Any = self._conn.driver_connection
+        if self._raw is None:
+            raise RuntimeError("could not open a database connection for the outbox")
         self._raw.autocommit = True
         # Each outcome commits on its own, without waiting for the WAL flush: a killed worker loses
         # nothing (the server has the commit); only a crash of PostgreSQL itself may forget the last
