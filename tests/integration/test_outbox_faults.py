@@ -82,23 +82,24 @@ WORKER = textwrap.dedent("""
     import baton.delivery.outbox as outbox
 
     engine = sa.create_engine({url!r})
-    conn = ConnectionInfo("baton_email", "smtp", "127.0.0.1", {port}, extra={{"from": "shop@example.com"}})
+    conn = ConnectionInfo(**{conn!r})
     real_sent = outbox.Outbox.sent
     def slow_sent(self, result):
         real_sent(self, result)
         print("sent", result.message_id, flush=True)
         time.sleep(0.02)
     outbox.Outbox.sent = slow_sent
-    deliver_shard(engine, channel="email", shard=0, shards=1, campaigns={{"promo": campaign(["email"])}},
-                  adapter=adapter_for("email", conn), templates_dir={templates!r}, settings=settings())
+    deliver_shard(engine, channel={channel!r}, shard=0, shards=1, campaigns={{"promo": campaign([{channel!r}])}},
+                  adapter=adapter_for({channel!r}, conn), templates_dir={templates!r}, settings=settings())
 """)
 
 
 def test_sigkill_mid_batch_then_retry_delivers_every_message(fresh_store: Engine, tmp_path: Path) -> None:
     ids = fill(fresh_store, 120, "email")
     with SmtpSink(maildir=tmp_path / "maildir") as sink:
-        code = WORKER.format(tests=str(ROOT / "tests" / "integration"), port=sink.port, templates=str(tmp_path),
-                             url=fresh_store.url.render_as_string(hide_password=False))
+        conn = sink.connection()
+        code = WORKER.format(tests=str(ROOT / "tests" / "integration"), templates=str(tmp_path), channel="email",
+                             conn=dict(conn.__dict__), url=fresh_store.url.render_as_string(hide_password=False))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "tests")]))
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
         assert proc.stdout is not None
@@ -123,6 +124,31 @@ def test_sigkill_mid_batch_then_retry_delivers_every_message(fresh_store: Engine
         got = {int(mid_.split("-")[1].split("@")[0]) for mid_ in sink.counts}
         assert got == set(ids), "no message lost"
         assert sink.duplicates <= 1, sink.duplicates  # at most the one in flight at the kill
+
+
+def test_sigkill_sms_worker_provider_keeps_one_copy(fresh_store: Engine, tmp_path: Path) -> None:
+    """SMS outcomes are recorded in groups (Twilio deduplicates by our idempotency key): after a
+    kill, the retry re-sends the unrecorded group under the same keys and the provider keeps one."""
+    ids = fill(fresh_store, 300, "sms")
+    with ProviderEmulator() as http:
+        conn = http.sms_connection()
+        code = WORKER.format(tests=str(ROOT / "tests" / "integration"), templates=str(tmp_path), channel="sms",
+                             conn=dict(conn.__dict__), url=fresh_store.url.render_as_string(hide_password=False))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "tests")]))
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 60
+        while len(http.accepted) < 80 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert 0 < len(http.accepted) < len(ids), "killed mid-batch"
+        later = datetime.now(UTC) + timedelta(minutes=6)
+        deliver_shard(fresh_store, channel="sms", shard=0, shards=1, campaigns={"promo": campaign(["sms"])},
+                      adapter=adapter_for("sms", conn), templates_dir=tmp_path, settings=settings(),
+                      now_fn=lambda: later)
+        assert statuses(fresh_store) == {"sent": len(ids)}
+        assert sorted(int(m["message_id"]) for m in http.accepted) == ids  # each accepted exactly once
+        assert http.duplicates <= 50  # re-sent under the same key, at most one unrecorded group
 
 
 def test_flaky_provider_every_message_exactly_once(fresh_store: Engine, tmp_path: Path) -> None:
