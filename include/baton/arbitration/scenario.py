@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from baton.errors import BatonError, InputError
+from baton.spec.enums import Channel, Outcome
 
 if TYPE_CHECKING:
     from baton.spec import Campaign, Policy
@@ -72,22 +73,10 @@ __all__ = [
 ]
 
 #: The channels of SPEC §1, in the order the SPEC lists them.
-CHANNELS: tuple[str, ...] = ("email", "sms", "push", "audience", "direct_mail")
+CHANNELS: tuple[str, ...] = tuple(c.value for c in Channel)
 
 #: Every outcome of SPEC §3, in check order.
-OUTCOMES: tuple[str, ...] = (
-    "unknown_customer",
-    "expired",
-    "unreachable",
-    "suppressed",
-    "no_consent",
-    "quiet_hours",
-    "holdout_global",
-    "holdout_campaign",
-    "channel_alternative",
-    "capped",
-    "selected",
-)
+OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
 
 #: The header of ``decisions.csv``.
 DECISION_COLUMNS: tuple[str, ...] = ("customer_id", "campaign_id", "channel", "outcome", "reason", "send_at")
