@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 from sqlalchemy.engine import Engine
 
 from baton.arbitration.engine import CycleEngine, ShardStats
@@ -150,6 +151,11 @@ def begin_cycle(
         start = _try_begin(engine, at, ids, shards=max(1, shards), run_id=run_id, expected=expected or [],
                            late=late or [])
         if not start.blocked_by:
+            if not start.already_decided:
+                # the batches were just loaded: the shards' plans need their statistics
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("analyze candidates")
+                    conn.commit()
             return start
         if time.monotonic() > deadline:
             raise TimeoutError(
@@ -166,7 +172,7 @@ def _candidates_view(raw: Any, batch_ids: list[int]) -> None:
     raw.execute("drop view if exists _cand")
     raw.execute(
         "create temp view _cand as select b.campaign_id, c.customer_id, c.score, c.channel, c.expires_at,"
-        f" c.batch_id, c.seq from candidates c join candidate_batches b on b.batch_id = c.batch_id"
+        f" c.batch_id, c.seq, c.bucket from candidates c join candidate_batches b on b.batch_id = c.batch_id"
         f" where c.batch_id in ({ids})"
     )
 
@@ -188,20 +194,46 @@ def decide_shard(
                 log.info("cycle %s is already decided: shard %s has nothing to do", at.isoformat(), shard)
                 raw.rollback()
                 return None
+            # heartbeat in a transaction of its own: holding the cycle's row lock while deciding
+            # would make the shards of a cycle wait for one another
             raw.execute("update cycles set heartbeat_at = now() where cycle_at = %s", (at,))
+            raw.commit()
             _candidates_view(raw, list(batch_ids))
             eng = CycleEngine(conn, at, policy, campaigns, live=True)
-            stats = eng.decide_shard(shard, shards)
+            stats = eng.decide_shard(shard, shards, count=False)
+            started = time.perf_counter()
             raw.execute("delete from decisions where cycle_at = %s and shard = %s", (at, shard))
-            raw.execute(
-                "insert into decisions (cycle_at, customer_id, campaign_id, channel, batch_id, seq, shard, outcome,"
-                " reason, send_at, priority, score)"
+            # store the decisions and count them on the way (the shard's part of the summary)
+            summary = raw.execute(
+                "with d as (insert into decisions (cycle_at, customer_id, campaign_id, channel, batch_id, seq, shard,"
+                " outcome, reason, send_at, priority, score)"
                 " select %s, customer_id, campaign_id, channel, batch_id, seq, %s, outcome, reason, send_at,"
-                " priority, score from _out",
+                " priority, score from _out returning campaign_id, channel, outcome, reason)"
+                " select campaign_id, channel, outcome, case when outcome = 'capped' then reason else '' end, count(*)"
+                " from d group by 1, 2, 3, 4",
                 (at, shard),
-            )
-            raw.execute("drop table if exists _rows, _alt, _chk, _first, _surv, _st, _fh, _walk, _out")
+            ).fetchall()
+            for _cid, _ch, outcome, _reason, n in summary:
+                stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + int(n)
+            stats.alternatives = sum(stats.outcomes.values())
+            rows = [{"campaign_id": c, "channel": ch, "outcome": o, "reason": rs, "n": int(n)}
+                    for c, ch, o, rs, n in summary]
+            # a cycle decided meanwhile keeps what it decided (its outbox exists): the update waits
+            # for a commit in progress and then finds the cycle decided
+            mine = raw.execute(
+                "update cycles set shard_outcomes = shard_outcomes || jsonb_build_object(%s::text, %s::jsonb)"
+                " where cycle_at = %s and status <> 'decided' returning 1",
+                (str(shard), Jsonb(rows), at),
+            ).fetchone()
+            if mine is None:
+                log.info("cycle %s was decided meanwhile: shard %s keeps the committed decisions",
+                         at.isoformat(), shard)
+                raw.rollback()
+                return None
+            eng.drop_work()
             raw.commit()
+            stats.timings["store"] = time.perf_counter() - started
+            eng.log_stats(stats, shards)
             return stats
         except BaseException:
             raw.rollback()
@@ -234,8 +266,8 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
             if status == "decided":
                 raw.rollback()
                 return CommitResult(at, True)
-            done = {s for (s,) in raw.execute(
-                "select distinct shard from decisions where cycle_at = %s", (at,)).fetchall()}
+            done = {int(s) for (s,) in raw.execute(
+                "select jsonb_object_keys(shard_outcomes) from cycles where cycle_at = %s", (at,)).fetchall()}
             has_candidates = bool(raw.execute(
                 "select exists (select 1 from candidates where batch_id = any(%s))", (list(batch_ids),)
             ).fetchone()[0])
@@ -258,21 +290,23 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
                 " 'pending', coalesce(c.payload, '{}'::jsonb)"
                 " from decisions d join _campaigns k on k.campaign_id = d.campaign_id"
                 " left join candidates c on c.batch_id = d.batch_id and c.seq = d.seq"
-                " where d.cycle_at = %s and d.outcome = 'selected'"
+                " where d.cycle_at = %s and d.outcome = 'selected' and d.shard < %s"
                 " on conflict (cycle_at, customer_id, campaign_id, channel) do nothing",
-                (at,),
+                (at, shards),
             ).rowcount
             raw.execute(
                 "update candidate_batches set decided_cycle_at = %s, status = 'decided' where batch_id = any(%s)",
                 (at, list(batch_ids)),
             )
             raw.execute("delete from cycle_outcomes where cycle_at = %s", (at,))
+            # the summary: the shards counted their decisions as they stored them
             raw.execute(
                 "insert into cycle_outcomes (cycle_at, campaign_id, channel, outcome, reason, n)"
-                " select cycle_at, campaign_id, channel, outcome,"
-                " case when outcome = 'capped' then reason else '' end, count(*) from decisions"
-                " where cycle_at = %s group by 1, 2, 3, 4, 5",
-                (at,),
+                " select c.cycle_at, x.campaign_id, x.channel, x.outcome, x.reason, sum(x.n)"
+                " from cycles c cross join jsonb_each(c.shard_outcomes) s(shard, rows)"
+                " cross join jsonb_to_recordset(s.rows) x(campaign_id text, channel text, outcome text, reason text,"
+                " n int) where c.cycle_at = %s and s.shard::int < %s group by 1, 2, 3, 4, 5",
+                (at, shards),
             )
             outcomes = dict(raw.execute(
                 "select outcome, sum(n)::int from cycle_outcomes where cycle_at = %s group by outcome", (at,)

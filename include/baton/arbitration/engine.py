@@ -58,6 +58,19 @@ def _interval(td: timedelta) -> str:
     return f"interval '{int(td.total_seconds())} seconds'"
 
 
+def _bucket_sql(key: str) -> str:
+    """SPEC's ``bucket(key)`` inline: the same value as ``baton_bucket(key)`` (first 8 hex digits
+    of SHA-256 = its first 4 bytes, as an unsigned integer, modulo 10000) at a fraction of the
+    cost of calling that SQL function, which PostgreSQL does not inline."""
+    return (f"((('x' || encode(substring(sha256(convert_to({key}, 'UTF8')) from 1 for 4), 'hex'))"
+            "::bit(32)::bigint % 10000)::int)")
+
+
+def _shard_sql(key: str, shards: int) -> str:
+    """``baton_shard(key, shards)`` inline (same value)."""
+    return f"((('x' || substr(md5({key}), 1, 8))::bit(32)::bigint % {int(shards)})::int)"
+
+
 @dataclass
 class ShardStats:
     shard: int
@@ -118,16 +131,44 @@ class CycleEngine:
         if self._config_loaded:
             return
         r = self.run
-        r("drop table if exists _campaigns, _caps, _quiet, _chan")
+        r("drop table if exists _campaigns, _caps, _quiet, _chan, _tzb, _tzd")
+        # per channel position i of a campaign: the channel, its consent keys and no_consent
+        # outcomes (with their reason), its consent mode, and which caps apply to it
+        camps = list(self.campaigns.values())
+        self._freq = [c for c in camps if c.frequency]
+        n = self._positions = max([len(c.channels) for c in camps] + [1])
+        caps = list(self.policy.caps)
+        poscols = []
+        for i in range(1, n + 1):
+            poscols += [f"ch{i} text", f"k0_{i} text", f"k1_{i} text", f"nc0_{i} text", f"nc1_{i} text",
+                        f"nci_{i} text", f"oi_{i} bool"]
+            poscols += [f"ap{j}_{i} bool" for j in range(1, len(caps) + 1)]
         r(
             "create temp table _campaigns (campaign_id text primary key, priority int not null,"
             " transactional bool not null, topic text not null, tags text[] not null, channels text[] not null,"
             " holdout_bp numeric not null, counts bool not null, freq_limit int, freq_window interval,"
-            " freq_period text)"
+            " freq_period text, freq_idx int, " + ", ".join(poscols) + ")"
         )
         rows = []
-        for c in self.campaigns.values():
+        for c in camps:
             f = c.frequency
+            pos: list[str] = []
+            for i in range(n):
+                ch = c.channels[i].value if i < len(c.channels) else None
+                if ch is None:
+                    pos += ["null"] * (7 + len(caps))
+                    continue
+                opt_in = self.policy.channel(c.channels[i]).consent == ConsentMode.opt_in
+                pos += [
+                    self.lit(ch), self.lit(ch + "\x1f"), self.lit(ch + "\x1f" + c.topic),
+                    self.lit("no_consent|opt_out " + ch), self.lit(f"no_consent|opt_out {ch}/{c.topic}"),
+                    self.lit("no_consent|no opt_in for " + ch), "true" if opt_in else "false",
+                ]
+                pos += [
+                    "true" if (cap.channel is None or cap.channel.value == ch)
+                    and (cap.tag is None or cap.tag in c.tags) else "false"
+                    for cap in caps
+                ]
             rows.append(
                 "("
                 + ", ".join(
@@ -143,6 +184,8 @@ class CycleEngine:
                         str(f.limit) if f else "null",
                         _interval(f.window) if f and f.window else "null",
                         self.lit(f.period.value) if f and f.period else "null",
+                        str(self._freq.index(c) + 1) if f else "null",
+                        *pos,
                     ]
                 )
                 + ")"
@@ -182,6 +225,7 @@ class CycleEngine:
         if not self.scalar("select to_regclass('pg_temp._tz') is not null"):
             r("create temp table _tz as select distinct name from pg_timezone_names")
             r("create unique index on _tz (name)")
+        self._timezones()
         r("drop table if exists _sup")
         # suppressions in both forms: exact (trimmed) and lower-cased for email addresses
         r(
@@ -191,13 +235,67 @@ class CycleEngine:
         r("analyze _campaigns; analyze _sup")
         self._config_loaded = True
 
+
+    def _timezones(self) -> None:
+        """``_tzb``: per timezone (every valid name, and the default), what depends on the
+        person's timezone only: quiet or not at T per channel with quiet hours and the end of
+        those quiet hours, and the start and end of the local periods the caps use.  ``_tzd``
+        is the default timezone's row."""
+        T = self.T
+        cols: list[str] = []
+        names: list[str] = []
+        for ch, q in self.policy.quiet_hours.items():
+            qs, qe = f"{self.lit(q.start.isoformat())}::time", f"{self.lit(q.end.isoformat())}::time"
+            cols.append(
+                f"case when {qs} <= {qe} then lt::time >= {qs} and lt::time < {qe}"
+                f" else lt::time >= {qs} or lt::time < {qe} end as q_{ch.value}"
+            )
+            cols.append(
+                f"((lt::date + case when {qs} > {qe} and lt::time >= {qs} then 1 else 0 end) + {qe})"
+                f" at time zone name as qe_{ch.value}"
+            )
+            names += [f"q_{ch.value}", f"qe_{ch.value}"]
+        periods = sorted(
+            {c.period.value for c in self.policy.caps if c.period}
+            | {c.frequency.period.value for c in self._freq if c.frequency and c.frequency.period}
+        )
+        for p in periods:
+            local = f"date_trunc('{p}', lt)"
+            cols.append(f"({local} at time zone name) as lo_{p}")
+            cols.append(f"(({local} + interval '1 {p}') at time zone name) as hi_{p}")
+            names += [f"lo_{p}", f"hi_{p}"]
+        self._tz_columns = names
+        sel = "".join(", " + c for c in cols)
+        default = self.lit(self.policy.default_timezone)
+        self.run(
+            f"create temp table _tzb as select name, valid{sel} from (select name, valid, ({T} at time zone name) as lt"
+            f" from (select name, true as valid from _tz union all select {default}, false) n) x"
+        )
+        self.run("create temp table _tzd as select * from _tzb where not valid")
+        self.run("create index on _tzb (name)")
+        self.run("analyze _tzb")
     # -- the decision ---------------------------------------------------------------------------
-    def decide_shard(self, shard: int = 0, shards: int = 1) -> ShardStats:
-        """Decide the people of ``shard`` (of ``shards``); leaves the result in ``_out``."""
+    WORK_TABLES = ("_p", "_pc", "_surv", "_st")
+
+    def drop_work(self) -> None:
+        """Drop the working relations of a previous shard of this session."""
+        self.run("drop view if exists _out")
+        walks = ", ".join(f"_w{k}" for k in range(1, len(self.campaigns) + 2))
+        self.run(f"drop table if exists {', '.join(self.WORK_TABLES)}, {walks}")
+
+    def _cand_has_bucket(self) -> bool:
+        return bool(self.scalar(
+            "select exists (select 1 from pg_attribute where attrelid = to_regclass('_cand')"
+            " and attname = 'bucket' and not attisdropped)"
+        ))
+
+    def decide_shard(self, shard: int = 0, shards: int = 1, *, count: bool = True) -> ShardStats:
+        """Decide the people of ``shard`` (of ``shards``); leaves the result in the view ``_out``.
+
+        With ``count=False`` the caller counts the outcomes itself (e.g. while storing them).
+        """
         self.load_config()
         stats = ShardStats(shard)
-        r = self.run
-        T = self.T
         clock = time.perf_counter()
 
         def lap(name: str) -> None:
@@ -206,231 +304,282 @@ class CycleEngine:
             stats.timings[name] = stats.timings.get(name, 0.0) + now - clock
             clock = now
 
-        r("drop table if exists _rows, _alt, _chk, _first, _surv, _st, _fh, _walk, _out")
-        shard_filter = "true" if shards <= 1 else f"baton_shard(customer_id, {int(shards)}) = {int(shard)}"
-        r(
-            "create temp table _rows as select distinct on (campaign_id, customer_id) campaign_id, customer_id,"
-            " coalesce(score, 0) as score, channel, expires_at, batch_id, seq from _cand"
-            f" where {shard_filter} and campaign_id in (select campaign_id from _campaigns)"
-            " order by campaign_id, customer_id, score desc nulls last, batch_id, seq"
-        )
-        lap("dedupe")
-        default_tz = self.lit(self.policy.default_timezone)
-        addr = (
-            "case ch.channel"
-            f" when 'email' then nullif(btrim(cu.email, {WS}), '')"
-            f" when 'sms' then nullif(btrim(cu.phone, {WS}), '')"
-            f" when 'push' then nullif(btrim(cu.push_token, {WS}), '')"
-            f" when 'direct_mail' then nullif(btrim(cu.postal_address, {WS}), '')"
-            f" when 'audience' then coalesce(nullif(btrim(cu.email, {WS}), ''), nullif(btrim(cu.phone, {WS}), ''))"
-            " end"
-        )
-        r(
-            "create temp table _alt as select r.customer_id, r.campaign_id, ch.channel, ch.ord::int as ch_ord,"
-            " r.score, r.expires_at, r.batch_id, r.seq, k.priority, k.transactional, k.topic, k.holdout_bp,"
-            " cu.customer_id is not null as known,"
-            f" coalesce(tz.name, {default_tz}) as tz, {addr} as address,"
-            f" (ch.channel = 'email' or (ch.channel = 'audience' and nullif(btrim(cu.email, {WS}), '') is not null))"
-            " as email_addr"
-            " from _rows r join _campaigns k on k.campaign_id = r.campaign_id"
-            " cross join lateral unnest(k.channels) with ordinality as ch(channel, ord)"
-            " left join customers cu on cu.customer_id = r.customer_id"
-            " left join _tz tz on tz.name = cu.timezone"
-            " where r.channel is null or r.channel = ch.channel"
-        )
-        stats.alternatives = int(self.scalar("select count(*) from _alt"))
-        lap("alternatives")
-        gbp = float(self.policy.global_control_percent) * 100
-        salt = self.lit(self.policy.holdout_salt + ":")
-        global_check = (
-            f"when not a.transactional and baton_bucket({salt} || a.customer_id) < {gbp!r} then 'holdout_global'"
-            if gbp > 0
-            else ""
-        )
-        r(
-            "create temp table _chk as select a.*, q.quiet, q.quiet_end,"
-            " case"
-            " when not a.known then 'unknown_customer'"
-            f" when a.expires_at is not null and a.expires_at <= {T} then 'expired'"
-            " when a.address is null then 'unreachable'"
-            " when (a.channel, a.email_addr, case when a.email_addr then lower(a.address) else a.address end)"
-            " in (select channel, lowered, addr from _sup) then 'suppressed'"
-            " when not a.transactional and (c0.status = 'opt_out' or c1.status = 'opt_out'"
-            " or (ch.opt_in and c0.status is distinct from 'opt_in' and c1.status is distinct from 'opt_in'))"
-            " then 'no_consent'"
-            " when not a.transactional and q.quiet and a.expires_at is not null and q.quiet_end > a.expires_at"
-            " then 'quiet_hours'"
-            f" {global_check}"
-            " when not a.transactional and a.holdout_bp > 0"
-            " and baton_bucket(a.campaign_id || ':' || a.customer_id) < a.holdout_bp then 'holdout_campaign'"
-            " end as pre,"
-            " case when not a.transactional and (c0.status = 'opt_out' or c1.status = 'opt_out')"
-            " then 'opt_out ' || case when c0.status = 'opt_out' then a.channel else a.channel || '/' || a.topic end"
-            " when not a.transactional and ch.opt_in then 'no opt_in for ' || a.channel end as consent_reason"
-            " from _alt a"
-            " join _chan ch on ch.channel = a.channel"
-            " left join consents c0 on c0.customer_id = a.customer_id and c0.channel = a.channel and c0.topic = ''"
-            " left join consents c1 on c1.customer_id = a.customer_id and c1.channel = a.channel"
-            " and c1.topic = a.topic"
-            " left join lateral (select qq.channel is not null and case when qq.qs <= qq.qe"
-            " then lt::time >= qq.qs and lt::time < qq.qe else lt::time >= qq.qs or lt::time < qq.qe end as quiet,"
-            " ((lt::date + case when qq.qs > qq.qe and lt::time >= qq.qs then 1 else 0 end) + qq.qe)"
-            " at time zone a.tz as quiet_end"
-            f" from (select ({T} at time zone a.tz) as lt) l left join _quiet qq on qq.channel = a.channel) q on true"
-        )
-        lap("checks")
-        r(
-            "create temp table _first as select customer_id, campaign_id, min(ch_ord) as ord from _chk"
-            " where pre is null group by customer_id, campaign_id"
-        )
+        self.drop_work()
+        n = self._positions
         caps = list(self.policy.caps)
-        applies = ", ".join(
-            f"({'true' if cap.channel is None else 'c.channel = ' + self.lit(cap.channel.value)}"
-            f" and {'true' if cap.tag is None else self.lit(cap.tag) + ' = any(k.tags)'}) as a{i}"
-            for i, cap in enumerate(caps, start=1)
-        )
-        r(
-            "create temp table _surv as select c.customer_id, c.campaign_id, c.channel, c.tz, c.transactional,"
-            " k.counts, k.freq_limit, k.freq_window, k.freq_period,"
-            " row_number() over (partition by c.customer_id order by c.priority desc, c.score desc,"
-            ' c.campaign_id collate "C") as rnk' + (", " + applies if applies else "")
-            + " from _chk c join _first f on f.customer_id = c.customer_id and f.campaign_id = c.campaign_id"
-            " and f.ord = c.ch_ord join _campaigns k on k.campaign_id = c.campaign_id where c.pre is null"
-        )
-        lap("rank")
-        has_freq = bool(self.scalar("select exists (select 1 from _surv where freq_limit is not null)"))
-        walk_needed = bool(caps) or has_freq
-        if walk_needed:
-            self._history(caps, has_freq)
+        if shards <= 1:
+            shard_filter = "true"
+        elif self._cand_has_bucket():  # the store's candidates carry the person's hash (see load_batch)
+            shard_filter = f"bucket % {int(shards)} = {int(shard)}"
+        else:
+            shard_filter = f"{_shard_sql('customer_id', shards)} = {int(shard)}"
+        self._persons(shard_filter)
+        lap("people")
+        if self._needs_history:
+            self._history()
             lap("history")
-            self._walk(caps, has_freq)
-            lap("walk")
-        r(
-            "create temp table _out as select c.customer_id, c.campaign_id, c.channel, c.batch_id, c.seq,"
-            " c.priority, c.score, o.outcome,"
-            " case o.outcome when 'capped' then w.block when 'no_consent' then c.consent_reason"
-            " when 'channel_alternative' then 'first surviving channel: ' || fc.channel end as reason,"
-            f" case when o.outcome = 'selected' then case when not c.transactional and c.quiet then c.quiet_end"
-            f" else {T} end end as send_at"
-            " from _chk c left join _first f on f.customer_id = c.customer_id and f.campaign_id = c.campaign_id"
-            " left join _chk fc on fc.customer_id = c.customer_id and fc.campaign_id = c.campaign_id"
-            " and fc.ch_ord = f.ord and c.pre is null and c.ch_ord > f.ord"
-            + (
-                " left join _walk w on w.customer_id = c.customer_id and w.campaign_id = c.campaign_id"
-                if walk_needed
-                else " left join (select null::text as block) w on false"
-            )
-            + " cross join lateral (select coalesce(c.pre, case when c.ch_ord > f.ord then 'channel_alternative'"
-            " when w.block is not null then 'capped' else 'selected' end) as outcome) o"
-        )
-        for outcome, n in self._raw.execute("select outcome, count(*) from _out group by outcome").fetchall():
-            stats.outcomes[outcome] = int(n)
-        lap("output")
+        self._checks(shard_filter, n)
+        lap("checks")
+        self._survivors(n, caps)
+        lap("rank")
+        max_rank = self._walk(caps)
+        lap("walk")
+        self._output(n, max_rank)
+        if count:
+            stats.alternatives = 0
+            for outcome, cnt in self._raw.execute("select outcome, count(*) from _out group by outcome").fetchall():
+                stats.outcomes[outcome] = int(cnt)
+                stats.alternatives += int(cnt)
+            lap("output")
+            self.log_stats(stats, shards)
+        return stats
+
+    def log_stats(self, stats: ShardStats, shards: int) -> None:
         log.info(
             "cycle %s shard %s/%s: %d alternatives -> %s (%s)",
-            self.at.isoformat(), shard, shards, stats.alternatives,
+            self.at.isoformat(), stats.shard, shards, stats.alternatives,
             ", ".join(f"{k}={v}" for k, v in sorted(stats.outcomes.items())),
             ", ".join(f"{k} {v:.2f}s" for k, v in stats.timings.items()),
         )
-        return stats
 
-    # -- caps -----------------------------------------------------------------------------------
-    def _range(self, window: str | None, period: str | None, tz: str, ts: str) -> str:
-        """SQL condition: message time ``ts`` lies in the cap's range for decision time T."""
-        T = self.T
-        if window is not None:
-            lower = f"{ts} > {T} - {window}"
-            upper = f"{ts} < {T} + {window}" if self.live else f"{ts} <= {T}"
-        else:
-            assert period is not None
-            local = f"date_trunc({period}, {T} at time zone {tz})"
-            lower = f"{ts} >= ({local} at time zone {tz})"
-            upper = (
-                f"{ts} < (({local} + ('1 ' || {period})::interval) at time zone {tz})" if self.live
-                else f"{ts} <= {T}"
-            )
-        own = f" and {ts} <> {T}" if self.live else ""
-        return f"({lower} and {upper}{own})"
+    @property
+    def _needs_history(self) -> bool:
+        return bool(self.policy.caps) or any(c.frequency for c in self.campaigns.values())
 
-    def _history(self, caps: list[Any], has_freq: bool) -> None:
-        r = self.run
+    def _persons(self, shard_filter: str) -> None:
+        """``_p``: one row per known person of the shard with everything the checks need that
+        depends on the person only — computed once per person, not per alternative: per channel
+        ``unreachable``/``suppressed``, quiet hours and their end in the person's timezone, the
+        starts and ends of the local periods, the global control group, consents as arrays."""
+        gbp = float(self.policy.global_control_percent) * 100
+        salt = self.lit(self.policy.holdout_salt + ":")
+        ctl = f"{_bucket_sql(salt + ' || customer_id')} < {gbp!r}" if gbp > 0 else "false"
+        # suppressed: joins with _sup (distinct rows, so at most one match each)
+        sups = {
+            "email": "'email' and s.lowered and s.addr = x.el",
+            "sms": "'sms' and not s.lowered and s.addr = x.ph",
+            "push": "'push' and not s.lowered and s.addr = x.pu",
+            "direct_mail": "'direct_mail' and not s.lowered and s.addr = x.po",
+            "audience": "'audience' and s.lowered = (x.e is not null) and s.addr = coalesce(x.el, x.ph)",
+        }
+        joins = "".join(
+            f" left join _sup s_{ch} on s_{ch}.channel = " + cond.replace("s.", f"s_{ch}.")
+            for ch, cond in sups.items()
+        )
+        reach = {
+            "email": "case when x.e is null then 'unreachable' when s_email.addr is not null then 'suppressed' end",
+            "sms": "case when x.ph is null then 'unreachable' when s_sms.addr is not null then 'suppressed' end",
+            "push": "case when x.pu is null then 'unreachable' when s_push.addr is not null then 'suppressed' end",
+            "direct_mail": "case when x.po is null then 'unreachable'"
+                           " when s_direct_mail.addr is not null then 'suppressed' end",
+            "audience": "case when x.e is null and x.ph is null then 'unreachable'"
+                        " when s_audience.addr is not null then 'suppressed' end",
+        }
+        tzcols = "".join(f", coalesce(z.{c}, d.{c}) as {c}" for c in self._tz_columns)
+        self.run(
+            "create temp table _p as select x.customer_id, "
+            + ", ".join(f"{expr} as r_{ch}" for ch, expr in reach.items())
+            + f", {ctl.replace('customer_id', 'x.customer_id')} as ctl, x.outs, x.ins"
+            + "".join(f", x.{c}" for c in self._tz_columns)
+            + " from (select cu.customer_id,"
+            f" nullif(btrim(cu.email, {WS}), '') as e, lower(nullif(btrim(cu.email, {WS}), '')) as el,"
+            f" nullif(btrim(cu.phone, {WS}), '') as ph, nullif(btrim(cu.push_token, {WS}), '') as pu,"
+            f" nullif(btrim(cu.postal_address, {WS}), '') as po, cs.outs, cs.ins{tzcols}"
+            " from customers cu"
+            " left join _tzb z on z.name = cu.timezone and z.valid cross join _tzd d"
+            " left join (select customer_id, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_out')"
+            " as outs, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_in') as ins"
+            " from consents group by customer_id) cs on cs.customer_id = cu.customer_id"
+            f" where cu.customer_id in (select customer_id from _cand where {shard_filter}) offset 0) x"
+            + joins
+        )
+        self.run("analyze _p")
+
+    def _history(self) -> None:
+        """``_st``: per person, the used room of every cap and of every campaign frequency cap."""
         T = self.T
-        # how far back (and, live, forward) any cap can look
+        caps = list(self.policy.caps)
         spans = [c.window for c in caps if c.window is not None]
-        if any(c.period is not None for c in caps) or has_freq:
+        if any(c.period is not None for c in caps) or self._freq:
             spans.append(timedelta(days=32))
-        if has_freq:
-            spans.extend(c.frequency.window for c in self.campaigns.values() if c.frequency and c.frequency.window)
-        span = _interval(max(spans)) if spans else "interval '0 seconds'"
-        upper = f"h.cycle_at < {T} + {span}" if self.live else f"h.cycle_at <= {T}"
+        spans.extend(c.frequency.window for c in self._freq if c.frequency and c.frequency.window)
+        span = int(max(spans).total_seconds()) if spans else 0
+        upper = f"h.cycle_at < {self._shift(span, 1)}" if self.live else f"h.cycle_at <= {T}"
         cols = []
         for i, cap in enumerate(caps, start=1):
-            cond = [
-                "h.counts_toward_caps",
-                self._range(
-                    _interval(cap.window) if cap.window else None,
-                    self.lit(cap.period.value) if cap.period else None,
-                    "p.tz",
-                    "h.cycle_at",
-                ),
-            ]
+            cond = ["h.counts_toward_caps", self._hrange(int(cap.window.total_seconds()) if cap.window else None,
+                                                         cap.period.value if cap.period else None)]
             if cap.channel is not None:
                 cond.append(f"h.channel = {self.lit(cap.channel.value)}")
             if cap.tag is not None:
                 cond.append(f"{self.lit(cap.tag)} = any(h.tags)")
-            cols.append(f"count(h.customer_id) filter (where {' and '.join(cond)})::int as u{i}")
-        r(
-            "create temp table _st as select p.customer_id"
-            + "".join(", " + c for c in cols)
-            + " from (select distinct customer_id, tz from _surv) p"
-            " left join messages h on h.customer_id = p.customer_id"
-            f" and h.cycle_at > {T} - {span} and {upper} and h.status not in {NOT_COUNTING}"
-            " group by p.customer_id"
+            cols.append(f"count(*) filter (where {' and '.join(cond)})::int as u{i}")
+        for j, c in enumerate(self._freq, start=1):
+            f = c.frequency
+            assert f is not None
+            rng = self._hrange(int(f.window.total_seconds()) if f.window else None,
+                               f.period.value if f.period else None)
+            cols.append(f"count(*) filter (where h.campaign_id = {self.lit(c.id)} and {rng})::int as f{j}")
+        if not cols:
+            cols.append("count(*)::int as n")
+        self.run(
+            "create temp table _st as select h.customer_id, " + ", ".join(cols)
+            + " from messages h join _p p on p.customer_id = h.customer_id"
+            f" where h.cycle_at > {self._shift(span, -1)} and {upper} and h.status not in {NOT_COUNTING}"
+            " group by h.customer_id"
         )
-        r("create unique index on _st (customer_id)")
-        if has_freq:
-            rng = (
-                "case when s.freq_window is not null then "
-                + self._range("s.freq_window", None, "s.tz", "h.cycle_at")
-                + " else "
-                + self._range(None, "s.freq_period", "s.tz", "h.cycle_at")
-                + " end"
-            )
-            r(
-                "create temp table _fh as select s.customer_id, s.campaign_id, count(*)::int as n"
-                " from _surv s join messages h on h.customer_id = s.customer_id and h.campaign_id = s.campaign_id"
-                f" and h.status not in {NOT_COUNTING} and h.cycle_at > {T} - {span} and {upper}"
-                f" where s.freq_limit is not null and {rng}"
-                " group by s.customer_id, s.campaign_id"
-            )
-        r("analyze _st")
+        self.run("analyze _st")
 
-    def _walk(self, caps: list[Any], has_freq: bool) -> None:
-        """Walk every person's ranking, one rank at a time, all people at once."""
-        r = self.run
-        r("create index on _surv (rnk)")
-        r("analyze _surv")
-        blocks = " ".join(
-            f"when s.a{i} and st.u{i} >= {cap.limit} then {self.lit(cap.name)}" for i, cap in enumerate(caps, 1)
-        )
-        if has_freq:
-            blocks += " when s.freq_limit is not null and coalesce(fh.n, 0) >= s.freq_limit then 'campaign_frequency'"
-        fh_join = (
-            " left join _fh fh on fh.customer_id = s.customer_id and fh.campaign_id = s.campaign_id" if has_freq else ""
-        )
-        r("create temp table _walk (customer_id text, campaign_id text, rnk int, block text)")
-        max_rank = int(self.scalar("select coalesce(max(rnk), 0) from _surv"))
-        for k in range(1, max_rank + 1):
-            r(
-                "insert into _walk select s.customer_id, s.campaign_id, s.rnk,"
-                f" case when s.transactional then null {blocks} end"
-                f" from _surv s join _st st on st.customer_id = s.customer_id{fh_join} where s.rnk = {k}"
+    def _shift(self, seconds: int, sign: int) -> str:
+        return f"{self.lit(self.at + sign * timedelta(seconds=seconds))}::timestamptz"
+
+    def _hrange(self, window: int | None, period: str | None) -> str:
+        """SQL condition: message time ``h.cycle_at`` lies in the cap's range for decision time T
+        (periods in the person's timezone: their bounds come from ``_p``)."""
+        T = self.T
+        ts = "h.cycle_at"
+        if window is not None:  # constants computed here: PostgreSQL evaluates T - interval per row
+            lower = f"{ts} > {self._shift(window, -1)}"
+            upper = f"{ts} < {self._shift(window, 1)}" if self.live else f"{ts} <= {T}"
+        else:
+            assert period is not None
+            lower = f"{ts} >= p.lo_{period}"
+            upper = f"{ts} < p.hi_{period}" if self.live else f"{ts} <= {T}"
+        own = f" and {ts} <> {T}" if self.live else ""
+        return f"({lower} and {upper}{own})"
+
+    def _checks(self, shard_filter: str, n: int) -> None:
+        """``_pc``: one row per (person, campaign) — the best candidate row — with checks 1–8 for
+        each channel position of the campaign: ``pre{i}`` is null when the channel survives,
+        the outcome otherwise ('' when the row has no alternative there), ``f`` the first
+        surviving position; ``sa{i}`` the end of quiet hours when that channel is selected."""
+        T = self.T
+        quiet_channels = [ch.value for ch in self.policy.quiet_hours]
+        pre, sa = [], []
+        for i in range(1, n + 1):
+            ch = f"k.ch{i}"
+            reach = "case " + ch + " " + " ".join(f"when '{c.value}' then p.r_{c.value}" for c in Channel) + " end"
+            quiet = (
+                "case " + ch + " " + " ".join(f"when '{q}' then p.q_{q}" for q in quiet_channels) + " else false end"
+                if quiet_channels else "false"
             )
-            if caps:
-                sets = ", ".join(f"u{i} = st.u{i} + s.a{i}::int" for i in range(1, len(caps) + 1))
-                r(
-                    f"update _st st set {sets} from _walk w join _surv s on s.customer_id = w.customer_id"
-                    f" and s.campaign_id = w.campaign_id where w.rnk = {k} and w.block is null and s.counts"
-                    " and st.customer_id = w.customer_id"
-                )
-        r("create index on _walk (customer_id, campaign_id)")
+            qend = (
+                "case " + ch + " " + " ".join(f"when '{q}' then p.qe_{q}" for q in quiet_channels) + " end"
+                if quiet_channels else "null::timestamptz"
+            )
+            pre.append(
+                f"case when {ch} is null or (r.channel is not null and r.channel <> {ch}) then ''"
+                " when p.customer_id is null then 'unknown_customer'"
+                f" when r.expires_at is not null and r.expires_at <= {T} then 'expired'"
+                f" when {reach} is not null then {reach}"
+                " when not k.transactional then case"
+                f" when k.k0_{i} = any(p.outs) then k.nc0_{i}"
+                f" when k.k1_{i} = any(p.outs) then k.nc1_{i}"
+                f" when k.oi_{i} and not coalesce(k.k0_{i} = any(p.ins) or k.k1_{i} = any(p.ins), false)"
+                f" then k.nci_{i}"
+                f" when {quiet} and r.expires_at is not null and {qend} > r.expires_at then 'quiet_hours'"
+                " when p.ctl then 'holdout_global'"
+                " when k.holdout_bp > 0"
+                f" and {_bucket_sql('r.campaign_id || ' + chr(39) + ':' + chr(39) + ' || r.customer_id')}"
+                " < k.holdout_bp then 'holdout_campaign'"
+                f" end end as pre{i}"
+            )
+            sa.append(f"case when not k.transactional and {quiet} then {qend} end as sa{i}")
+        first = "case " + " ".join(f"when pre{i} is null then {i}" for i in range(1, n + 1)) + " end as f"
+        self.run(
+            f"create temp table _pc as select *, {first} from ("
+            "select r.customer_id, r.campaign_id, r.batch_id, r.seq, r.score, "
+            + ", ".join(pre) + ", " + ", ".join(sa)
+            + " from (select distinct on (customer_id collate \"C\", campaign_id collate \"C\")"
+            " customer_id, campaign_id, coalesce(score, 0) as score, channel, expires_at, batch_id, seq from _cand"
+            f" where {shard_filter} and campaign_id in (select campaign_id from _campaigns)"
+            " order by customer_id collate \"C\", campaign_id collate \"C\", coalesce(score, 0) desc, batch_id, seq) r"
+            " join _campaigns k on k.campaign_id = r.campaign_id"
+            " left join _p p on p.customer_id = r.customer_id offset 0) x"
+        )
+
+    def _survivors(self, n: int, caps: list[Any]) -> None:
+        """``_surv``: the surviving alternative of each (person, campaign), ranked per person, with
+        the caps that apply to it, its campaign frequency verdict and the person's used room."""
+        def at_f(col: str) -> str:
+            return "case c.f " + " ".join(f"when {i} then {col.format(i=i)}" for i in range(1, n + 1)) + " end"
+
+        cols = [
+            "c.customer_id", "c.campaign_id", f"{at_f('k.ch{i}')} as channel", "c.batch_id", "c.seq",
+            "k.priority", "c.score", f"{at_f('c.sa{i}')} as sa", "k.transactional", "k.counts",
+        ]
+        hist = self._needs_history
+        for j in range(1, len(caps) + 1):
+            cols.append(f"{at_f('k.ap' + str(j) + '_{i}')} as a{j}")
+            cols.append(f"coalesce(st.u{j}, 0) as u{j}")
+        if self._freq:
+            fn = "case k.freq_idx " + " ".join(f"when {j} then st.f{j}" for j in range(1, len(self._freq) + 1)) + " end"
+            cols.append(f"(k.freq_limit is not null and coalesce({fn}, 0) >= k.freq_limit) as fblock")
+        else:
+            cols.append("false as fblock")
+        cols.append(
+            'row_number() over (partition by c.customer_id collate "C" order by k.priority desc, c.score desc,'
+            ' c.campaign_id collate "C") as rnk'
+        )
+        self.run(
+            "create temp table _surv as select " + ", ".join(cols)
+            + " from _pc c join _campaigns k on k.campaign_id = c.campaign_id"
+            + (" left join _st st on st.customer_id = c.customer_id" if hist else "")
+            + " where c.f is not null"
+        )
+
+    def _walk(self, caps: list[Any]) -> int:
+        """Walk every person's ranking, one rank at a time, all people at once: ``_w{k}`` holds
+        the verdicts of rank ``k`` and the person's running counters after it.  Returns the
+        number of ranks."""
+        max_rank = int(self.scalar("select coalesce(max(rnk), 0) from _surv"))
+        if max_rank > 1:
+            self.run("create index on _surv (rnk)")
+            self.run("analyze _surv")
+        out = "s.customer_id, s.campaign_id, s.channel, s.batch_id, s.seq, s.priority, s.score, s.sa"
+        for k in range(1, max_rank + 1):
+            if k == 1:  # the counters start from the history, carried in _surv
+                src, state = "_surv s", "s"
+            else:  # ... and then from the person's row of the previous rank
+                src, state = f"_surv s join _w{k - 1} st on st.customer_id = s.customer_id", "st"
+            blocks = " ".join(
+                f"when s.a{i} and {state}.u{i} >= {cap.limit} then {self.lit(cap.name)}"
+                for i, cap in enumerate(caps, 1)
+            )
+            block = f"case when s.transactional then null {blocks} when s.fblock then 'campaign_frequency' end"
+            ucols = "".join(f", {state}.u{i} as u{i}" for i in range(1, len(caps) + 1))
+            counters = "".join(
+                f", u{i} + (block is null and counts and a{i})::int as u{i}" for i in range(1, len(caps) + 1)
+            )
+            self.run(
+                f"create temp table _w{k} as select customer_id, campaign_id, channel, batch_id, seq, priority,"
+                f" score, sa, block{counters} from (select {out}, s.counts"
+                + "".join(f", s.a{i}" for i in range(1, len(caps) + 1))
+                + f"{ucols}, {block} as block from {src} where s.rnk = {k} offset 0) x"
+            )
+        return max_rank
+
+    def _output(self, n: int, max_rank: int) -> None:
+        """``_out`` (a view): every alternative with its outcome, reason and ``send_at``."""
+        T = self.T
+        values = ", ".join(f"(k.ch{i}, c.pre{i}, {i})" for i in range(1, n + 1))
+        parts = [
+            "select c.customer_id, c.campaign_id, v.channel, c.batch_id, c.seq, k.priority, c.score,"
+            " case when v.pre like 'no\\_consent|%' then 'no_consent'"
+            " when v.pre is null then 'channel_alternative' else v.pre end as outcome,"
+            " case when v.pre like 'no\\_consent|%' then substr(v.pre, 12)"
+            " when v.pre is null then 'first surviving channel: ' || "
+            + "case c.f " + " ".join(f"when {i} then k.ch{i}" for i in range(1, n + 1)) + " end"
+            + " end as reason, null::timestamptz as send_at"
+            " from _pc c join _campaigns k on k.campaign_id = c.campaign_id"
+            f" cross join lateral (values {values}) v(channel, pre, i)"
+            " where (v.pre is null and v.i <> c.f) or v.pre <> ''"
+        ]
+        for k in range(1, max_rank + 1):
+            parts.append(
+                "select customer_id, campaign_id, channel, batch_id, seq, priority, score,"
+                " case when block is null then 'selected' else 'capped' end, block,"
+                f" case when block is null then coalesce(sa, {T}) end from _w{k}"
+            )
+        self.run("create temp view _out as " + " union all ".join(parts))
+

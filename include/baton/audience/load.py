@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from baton.audience.render import render_audience_sql
@@ -91,7 +90,8 @@ def load_batch(
                 cur.execute(f"select * from ({rendered.sql}) q limit 0", rendered.params)
             except Exception as exc:
                 raise AudienceError(f"{src}: the audience query failed: {_pg_message(exc)}") from exc
-            columns = [d.name for d in (cur.description or [])]
+            shape = list(cur.description or [])
+            columns = [d.name for d in shape]
             if "customer_id" not in columns:
                 raise AudienceError(
                     f"{src}: the audience query must return a customer_id column (it returned: {', '.join(columns)})"
@@ -111,15 +111,8 @@ def load_batch(
             replaced = cur.rowcount > 0 or existing is not None
             params = dict(rendered.params)
             params.update({"_batch": batch_id, "_exp": expires_at})
-            drop = " ".join(f"- '{c}'" for c in RESERVED)
             try:
-                cur.execute(
-                    "insert into candidates (batch_id, seq, customer_id, score, channel, expires_at, payload)"
-                    " select %(_batch)s, row_number() over (), j->>'customer_id',"
-                    " coalesce((j->>'score')::float8, 0), nullif(j->>'channel', ''), %(_exp)s,"
-                    f" j {drop} from (select to_jsonb(q) as j from ({rendered.sql}) q) s",
-                    params,
-                )
+                cur.execute(_insert_sql(rendered.sql, shape), params)
             except Exception as exc:
                 raise AudienceError(f"{src}: loading the audience rows failed: {_pg_message(exc)}") from exc
             count = cur.rowcount
@@ -149,6 +142,61 @@ def load_batch(
         campaign.id, batch_id, cycle_at.isoformat(), "replaced" if replaced else "created", count,
     )
     return BatchResult(campaign.id, cycle_at, batch_id, count, replaced)
+
+
+_TEXT_TYPES = (25, 1043)  # text, varchar: to_jsonb(v) #>> '{}' is v itself
+_EXACT_FLOAT_TYPES = (20, 21, 23, 701, 1700)  # int8/2/4, float8, numeric: v::float8 = (to_jsonb(v) #>> '{}')::float8
+_MAX_PAYLOAD_COLUMNS = 50  # jsonb_build_object takes at most 100 arguments
+
+
+def _insert_sql(query: str, description: Any) -> str:
+    """``INSERT … SELECT`` of the audience rows into the batch (``%(_batch)s``, ``%(_exp)s``).
+
+    Every value is exactly what ``to_jsonb`` of the row gives: ``customer_id`` and ``channel``
+    as the text of their JSON value, ``score`` as that text read as float8, and the payload is
+    the row as JSON without those three columns.  When the column names are distinct (and not
+    too many) the payload is built with ``jsonb_build_object`` of the other columns and the
+    three are read directly — the same values without building and pruning a JSON document of
+    the whole row per row.  ``bucket`` is the person's shard hash (``baton_shard``)."""
+    names = [d.name for d in description]
+    types = {d.name: d.type_code for d in description}
+    q = pgsql_ident
+
+    def text(col: str) -> str:  # to_jsonb(q) ->> col
+        return f"q.{q(col)}" if types[col] in _TEXT_TYPES else f"(to_jsonb(q.{q(col)}) #>> '{{}}')"
+
+    if len(set(names)) == len(names) and len(names) <= _MAX_PAYLOAD_COLUMNS:
+        rest = [c for c in names if c not in RESERVED]
+        payload = (
+            "jsonb_build_object(" + ", ".join(f"{_lit(c)}, q.{q(c)}" for c in rest) + ")" if rest else "'{}'::jsonb"
+        )
+        if "score" not in names:
+            score = "0"
+        elif types["score"] in _EXACT_FLOAT_TYPES:
+            score = "coalesce(q.score::float8, 0)"
+        else:
+            score = f"coalesce(({text('score')})::float8, 0)"
+        channel = f"nullif({text('channel')}, '')" if "channel" in names else "null"
+        select = f"{text('customer_id')}, {score}, {channel}, {payload}"
+        source = f"({query}) q"
+    else:
+        drop = " ".join(f"- '{c}'" for c in RESERVED)
+        select = f"j->>'customer_id', coalesce((j->>'score')::float8, 0), nullif(j->>'channel', ''), j {drop}"
+        source = f"(select to_jsonb(q) as j from ({query}) q) q"
+    return (
+        "insert into candidates (batch_id, seq, customer_id, score, channel, payload, expires_at, bucket)"
+        f" select %(_batch)s, row_number() over (), s.*, %(_exp)s,"
+        " ('x' || substr(md5(s.customer_id), 1, 8))::bit(32)::bigint"
+        f" from (select {select} from {source}) s(customer_id, score, channel, payload)"
+    )
+
+
+def pgsql_ident(name: str) -> str:
+    return '"' + name.replace('"', '""').replace("%", "%%") + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''").replace("%", "%%") + "'"
 
 
 def _pg_message(exc: BaseException) -> str:

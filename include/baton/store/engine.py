@@ -29,6 +29,42 @@ log = logging.getLogger(__name__)
 STORE_DB = "baton"
 AIRFLOW_DB = "airflow"
 
+#: Server settings of the embedded PostgreSQL (a development/CI server on one machine, not
+#: a production database).  Written to ``postgresql.auto.conf`` before the server starts,
+#: or with ``ALTER SYSTEM`` + reload when it already runs (``shared_buffers`` and
+#: ``wal_buffers`` then wait for the next restart, e.g. ``baton db stop``).
+#: * ``shared_buffers`` 1GB: the store's hot tables (customers, candidates, recent messages)
+#:   stay cached between the load, decide and commit phases of a cycle (default 128MB);
+#: * ``max_wal_size`` 8GB / ``checkpoint_timeout`` 30min: loading a cycle's candidates and
+#:   writing its decisions (millions of rows) does not trigger checkpoints (and the full-page
+#:   writes after each one) every few seconds;
+#: * ``wal_buffers`` 64MB: bulk inserts do not wait on WAL buffer flushes;
+#: * ``maintenance_work_mem`` 512MB: index builds (migrations, benchmark data) sort in memory;
+#: * ``jit`` off: the arbitration statements are many and short-lived; compiling them costs
+#:   more than it saves;
+#: * ``temp_buffers`` 512MB: arbitration works in temporary tables; they stay in memory
+#:   (allocated per session on demand only).
+#: Durability (``fsync``, ``synchronous_commit``, ``full_page_writes``) is left as it is.
+EMBEDDED_SETTINGS: dict[str, str] = {
+    "shared_buffers": "1GB",
+    "wal_buffers": "64MB",
+    "max_wal_size": "8GB",
+    "min_wal_size": "1GB",
+    "checkpoint_timeout": "30min",
+    "maintenance_work_mem": "512MB",
+    "jit": "off",
+    "temp_buffers": "512MB",
+}
+
+#: Per-session settings of Baton's own connections (libpq ``options``): arbitration sorts
+#: and hashes millions of rows per statement; in memory, not in temporary files.
+SESSION_OPTIONS = "-c work_mem=256MB -c temp_buffers=1GB"
+
+
+def connect_args() -> dict[str, Any]:
+    """``connect_args`` for engines that run arbitration or loads (see SESSION_OPTIONS)."""
+    return {"options": SESSION_OPTIONS}
+
 
 def baton_home() -> Path:
     """The directory whose ``.baton/`` holds the embedded database and demo state."""
@@ -65,10 +101,61 @@ def start_embedded() -> URL:
     pgdata = embedded_dir()
     pgdata.mkdir(parents=True, exist_ok=True)
     log.info("Using embedded PostgreSQL in %s", pgdata)
+    fresh = not (pgdata / "PG_VERSION").exists()
+    if not fresh and not (pgdata / "postmaster.pid").exists():
+        _write_auto_conf(pgdata)  # stopped: the settings apply as it starts
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR not set (harmless)
         server = pgserver.get_server(pgdata, cleanup_mode=None)
-    return make_url(server.get_uri()).set(drivername="postgresql+psycopg")
+    url = make_url(server.get_uri()).set(drivername="postgresql+psycopg")
+    try:
+        _apply_settings(url, pgdata, restart=fresh)
+    except Exception as exc:  # settings are an optimisation, never a reason not to start
+        log.warning("could not apply the embedded server settings: %s", exc)
+    return url
+
+
+def _write_auto_conf(pgdata: Path) -> None:
+    """Merge EMBEDDED_SETTINGS into ``postgresql.auto.conf`` of a stopped server (idempotent)."""
+    path = pgdata / "postgresql.auto.conf"
+    lines = path.read_text().splitlines() if path.exists() else []
+    keep = [ln for ln in lines if ln.split("=", 1)[0].strip() not in EMBEDDED_SETTINGS]
+    new = keep + [f"{k} = '{v}'" for k, v in EMBEDDED_SETTINGS.items()]
+    if new != lines:
+        path.write_text("\n".join(new) + "\n")
+
+
+def _apply_settings(url: URL, pgdata: Path, *, restart: bool) -> None:
+    """ALTER SYSTEM the settings that differ and reload; restart a server we just created."""
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            current = dict(conn.exec_driver_sql(
+                "select name, coalesce(nullif(current_setting(name), ''), '') from pg_settings"
+                " where name = any(%(n)s)", {"n": list(EMBEDDED_SETTINGS)}).all())
+            wanted = {
+                k: v for k, v in EMBEDDED_SETTINGS.items()
+                if _norm(current.get(k, "")) != _norm(v)
+            }
+            for k, v in wanted.items():
+                conn.exec_driver_sql(f"alter system set {k} = '{v}'")
+            if wanted:
+                conn.exec_driver_sql("select pg_reload_conf()")
+            pending = bool(conn.exec_driver_sql(
+                "select count(*) from pg_settings where pending_restart").scalar())
+    finally:
+        admin.dispose()
+    if pending and restart:  # a server we have just initialised: nobody else uses it yet
+        from pgserver._commands import pg_ctl
+
+        user = "pgserver" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=user)
+    elif pending:
+        log.info("embedded PostgreSQL: some settings apply at its next restart (baton db stop)")
+
+
+def _norm(value: str) -> str:
+    return value.strip().lower().replace(" ", "")
 
 
 def stop_embedded() -> bool:
@@ -142,6 +229,7 @@ def get_engine(url: URL | str | None = None, **kwargs: Any) -> Engine:
     key = u.render_as_string(hide_password=False)
     eng = _engines.get(key)
     if eng is None:
+        kwargs.setdefault("connect_args", connect_args())
         eng = sa.create_engine(u, pool_pre_ping=True, future=True, **kwargs)
         _engines[key] = eng
     return eng

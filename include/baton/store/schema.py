@@ -108,6 +108,8 @@ candidates = sa.Table(
     sa.Column("channel", sa.Text),
     sa.Column("expires_at", TS),
     sa.Column("payload", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("bucket", sa.BigInteger, nullable=False,
+              comment="the person's shard hash (baton_shard(customer_id, n) = bucket % n), computed at load"),
 )
 
 cycles = sa.Table(
@@ -127,16 +129,18 @@ cycles = sa.Table(
     sa.Column("heartbeat_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Column("alternatives", sa.Integer, nullable=False, server_default="0"),
     sa.Column("selected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("shard_outcomes", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb"),
+              comment="per decided shard: its decisions counted per campaign, channel, outcome and cap"),
     sa.CheckConstraint("status in ('deciding', 'decided')", name="ck_cycles_status"),
 )
 
 decisions = sa.Table(
     "decisions",
     metadata,
-    sa.Column("cycle_at", TS, primary_key=True),
-    sa.Column("customer_id", sa.Text, primary_key=True),
-    sa.Column("campaign_id", sa.Text, primary_key=True),
-    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("cycle_at", TS, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("campaign_id", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
     sa.Column("batch_id", sa.BigInteger),
     sa.Column("seq", sa.Integer),
     sa.Column("shard", sa.SmallInteger, nullable=False, server_default="0"),
@@ -145,8 +149,11 @@ decisions = sa.Table(
     sa.Column("send_at", TS),
     sa.Column("priority", sa.Integer),
     sa.Column("score", sa.Float),
-    sa.Index("ix_decisions_customer", "customer_id", "cycle_at"),
+    # customer_id first: "why did this person (not) get …" reads one person's decisions;
+    # (cycle_at, shard) serves a shard's retry and the commit; the partial index, the outbox
+    sa.PrimaryKeyConstraint("customer_id", "cycle_at", "campaign_id", "channel", name="decisions_pkey"),
     sa.Index("ix_decisions_cycle_shard", "cycle_at", "shard"),
+    sa.Index("ix_decisions_selected", "cycle_at", postgresql_where=sa.text("outcome = 'selected'")),
 )
 
 cycle_outcomes = sa.Table(

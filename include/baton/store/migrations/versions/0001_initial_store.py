@@ -3,7 +3,7 @@ candidates, cycles, decisions, cycle outcomes, messages (the outbox) and message
 plus the SQL functions of the SPEC's control-group bucket and of the shard hash.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22 08:03:17.201287
 """
 
@@ -102,6 +102,7 @@ def upgrade() -> None:
     sa.Column('heartbeat_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('alternatives', sa.Integer(), server_default='0', nullable=False),
     sa.Column('selected', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('shard_outcomes', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False, comment='per decided shard: its decisions counted per campaign, channel, outcome and cap'),
     sa.CheckConstraint("status in ('deciding', 'decided')", name='ck_cycles_status'),
     sa.PrimaryKeyConstraint('cycle_at')
     )
@@ -118,10 +119,10 @@ def upgrade() -> None:
     sa.Column('send_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('priority', sa.Integer(), nullable=True),
     sa.Column('score', sa.Float(), nullable=True),
-    sa.PrimaryKeyConstraint('cycle_at', 'customer_id', 'campaign_id', 'channel')
+    sa.PrimaryKeyConstraint('customer_id', 'cycle_at', 'campaign_id', 'channel', name='decisions_pkey')
     )
-    op.create_index('ix_decisions_customer', 'decisions', ['customer_id', 'cycle_at'], unique=False)
     op.create_index('ix_decisions_cycle_shard', 'decisions', ['cycle_at', 'shard'], unique=False)
+    op.create_index('ix_decisions_selected', 'decisions', ['cycle_at'], unique=False, postgresql_where=sa.text("outcome = 'selected'"))
     op.create_table('events',
     sa.Column('event_id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('customer_id', sa.Text(), nullable=False),
@@ -194,6 +195,7 @@ def upgrade() -> None:
     sa.Column('channel', sa.Text(), nullable=True),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('payload', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
+    sa.Column('bucket', sa.BigInteger(), nullable=False, comment="the person's shard hash (baton_shard(customer_id, n) = bucket % n), computed at load"),
     sa.ForeignKeyConstraint(['batch_id'], ['candidate_batches.batch_id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('batch_id', 'seq')
     )
@@ -216,8 +218,8 @@ def downgrade() -> None:
     op.drop_index('ix_events_type_ts', table_name='events')
     op.drop_index('ix_events_customer_ts', table_name='events')
     op.drop_table('events')
+    op.drop_index('ix_decisions_selected', table_name='decisions', postgresql_where=sa.text("outcome = 'selected'"))
     op.drop_index('ix_decisions_cycle_shard', table_name='decisions')
-    op.drop_index('ix_decisions_customer', table_name='decisions')
     op.drop_table('decisions')
     op.drop_table('cycles')
     op.drop_table('cycle_outcomes')
