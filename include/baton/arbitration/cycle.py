@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 from baton.arbitration.engine import CycleEngine, ShardStats
 from baton.spec import Campaign, Policy
 from baton.spec.schedule import previous_at
+from baton.store.raw import driver_connection
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def decide_shard(
 ) -> ShardStats | None:
     """Decide one shard of cycle ``at`` and store its decisions (replacing a previous try)."""
     with engine.connect() as conn:
-        raw = conn.connection.driver_connection
+        raw = driver_connection(conn)
         try:
             row = raw.execute(
                 "select status, shards, batch_ids from cycles where cycle_at = %s", (at,)
@@ -254,7 +255,7 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
     """Atomically publish cycle ``at``: outbox rows, decided batches, summary, status."""
     campaigns = list(campaigns)
     with engine.connect() as conn:
-        raw = conn.connection.driver_connection
+        raw = driver_connection(conn)
         try:
             raw.execute("select pg_advisory_xact_lock(%s)", (TOKEN_LOCK,))
             row = raw.execute(

@@ -34,6 +34,7 @@ from psycopg import sql as pgsql
 from sqlalchemy.engine import Connection
 
 from baton.spec import Campaign, Category, Channel, ConsentMode, Policy
+from baton.store.raw import driver_connection
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class CycleEngine:
         self.policy = policy
         self.campaigns = {c.id: c for c in campaigns}
         self.live = live
-        self._raw: Any = conn.connection.driver_connection
+        self._raw: Any = driver_connection(conn)
         self._config_loaded = False
 
     # -- helpers ---------------------------------------------------------------------------
@@ -196,17 +197,17 @@ class CycleEngine:
             "create temp table _caps (idx int primary key, name text, lim int, win interval, period text,"
             " channel text, tag text)"
         )
-        caps = []
+        cap_rows: list[str] = []
         for i, cap in enumerate(self.policy.caps, start=1):
-            caps.append(
+            cap_rows.append(
                 f"({i}, {self.lit(cap.name)}, {cap.limit}, "
                 f"{_interval(cap.window) if cap.window else 'null'}, "
                 f"{self.lit(cap.period.value) if cap.period else 'null'}, "
                 f"{self.lit(cap.channel.value) if cap.channel else 'null'}, "
                 f"{self.lit(cap.tag) if cap.tag else 'null'})"
             )
-        if caps:
-            r("insert into _caps values " + ", ".join(caps))
+        if cap_rows:
+            r("insert into _caps values " + ", ".join(cap_rows))
         r("create temp table _quiet (channel text primary key, qs time not null, qe time not null)")
         quiet = [
             f"({self.lit(ch.value)}, {self.lit(q.start.isoformat())}::time, {self.lit(q.end.isoformat())}::time)"

@@ -106,7 +106,7 @@ def start_embedded() -> URL:
         _write_auto_conf(pgdata)  # stopped: the settings apply as it starts
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR not set (harmless)
-        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
     url = make_url(server.get_uri()).set(drivername="postgresql+psycopg")
     try:
         _apply_settings(url, pgdata, restart=fresh)
@@ -130,7 +130,7 @@ def _apply_settings(url: URL, pgdata: Path, *, restart: bool) -> None:
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            current = dict(conn.exec_driver_sql(
+            current: dict[str, str] = dict(conn.exec_driver_sql(
                 "select name, coalesce(nullif(current_setting(name), ''), '') from pg_settings"
                 " where name = any(%(n)s)", {"n": list(EMBEDDED_SETTINGS)}).all())
             wanted = {
@@ -146,7 +146,7 @@ def _apply_settings(url: URL, pgdata: Path, *, restart: bool) -> None:
     finally:
         admin.dispose()
     if pending and restart:  # a server we have just initialised: nobody else uses it yet
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         user = "pgserver" if os.geteuid() == 0 else None
         pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=user)
@@ -163,7 +163,7 @@ def stop_embedded() -> bool:
     pgdata = embedded_dir()
     if not (pgdata / "postmaster.pid").exists():
         return False
-    from pgserver._commands import pg_ctl  # type: ignore[import-untyped]
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     user = "pgserver" if os.geteuid() == 0 else None
     try:
