@@ -128,14 +128,18 @@ def test_audience_runs_and_messages_render(seeded: Engine, path: Path) -> None:
     # every variable used by a message is in the payload, the customer's fields or unsubscribe_url
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
     payload_keys = set(rows[0]) - {"customer_id", "score", "channel"}
-    known = payload_keys | CUSTOMER_FIELDS | {"unsubscribe_url"}
+    # delivery gives marketing messages an unsubscribe link; transactional ones get none
+    marketing = campaign.get("category", "marketing") == "marketing"
+    known = payload_keys | CUSTOMER_FIELDS | ({"unsubscribe_url"} if marketing else set())
     for text in message_strings(campaign):
         used = meta.find_undeclared_variables(env.parse(text))
         assert used <= known, f"{campaign['id']}: unknown template variables {sorted(used - known)}"
 
     # ... and the messages render for real rows (a few, including one without a first name)
     for row in rows[:3]:
-        context = {**row, "first_name": "Ada", "last_name": "Lovelace", "unsubscribe_url": "https://u.example/x"}
+        context = {**row, "first_name": "Ada", "last_name": "Lovelace"}
+        if marketing:
+            context["unsubscribe_url"] = "https://u.example/x"
         for text in message_strings(campaign):
             rendered = env.from_string(text).render(**context)
             assert "{{" not in rendered and "None" not in rendered
