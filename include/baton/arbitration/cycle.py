@@ -204,12 +204,15 @@ def decide_shard(
             stats = eng.decide_shard(shard, shards, count=False)
             started = time.perf_counter()
             raw.execute("delete from decisions where cycle_at = %s and shard = %s", (at, shard))
-            # store the decisions and count them on the way (the shard's part of the summary)
+            # store the decisions and count them on the way (the shard's part of the summary);
+            # in the order of decisions_pkey (customer first), so the index is filled page by
+            # page instead of at random places all over it
             summary = raw.execute(
                 "with d as (insert into decisions (cycle_at, customer_id, campaign_id, channel, batch_id, seq, shard,"
                 " outcome, reason, send_at, priority, score)"
                 " select %s, customer_id, campaign_id, channel, batch_id, seq, %s, outcome, reason, send_at,"
-                " priority, score from _out returning campaign_id, channel, outcome, reason)"
+                " priority, score from _out order by customer_id collate \"C\""
+                " returning campaign_id, channel, outcome, reason)"
                 " select campaign_id, channel, outcome, case when outcome = 'capped' then reason else '' end, count(*)"
                 " from d group by 1, 2, 3, 4",
                 (at, shard),
@@ -292,6 +295,7 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
                 " from decisions d join _campaigns k on k.campaign_id = d.campaign_id"
                 " left join candidates c on c.batch_id = d.batch_id and c.seq = d.seq"
                 " where d.cycle_at = %s and d.outcome = 'selected' and d.shard < %s"
+                " order by d.customer_id collate \"C\""  # fills the customer-first indexes in order
                 " on conflict (cycle_at, customer_id, campaign_id, channel) do nothing",
                 (at, shards),
             ).rowcount
