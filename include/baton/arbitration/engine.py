@@ -38,19 +38,6 @@ from baton.store.raw import driver_connection
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = (
-    "unknown_customer",
-    "expired",
-    "unreachable",
-    "suppressed",
-    "no_consent",
-    "quiet_hours",
-    "holdout_global",
-    "holdout_campaign",
-    "channel_alternative",
-    "capped",
-    "selected",
-)
 NOT_COUNTING = "('cancelled', 'expired', 'failed')"
 WS = r"E' \t\n\r\f\v'"  # what counts as blank around an address
 
