@@ -68,6 +68,27 @@ def test_project_dags_import_cleanly() -> None:
         assert dag.doc_md and c.name in dag.doc_md
 
 
+def test_cycle_dag_shape() -> None:
+    """wait → begin → decide (mapped over shards) → commit → deliver_<channel> (mapped, own pool)."""
+    bag = _dagbag(ROOT / "dags")
+    dag = bag.dags["baton_arbitration"]
+    assert dag.timetable.can_be_scheduled
+    ids = set(dag.task_ids)
+    assert {"wait_for_campaigns", "begin_cycle", "decide_shard", "commit_cycle"} <= ids
+    from baton.spec import load_campaigns
+
+    campaigns, _ = load_campaigns(ROOT / "dags" / "campaigns", ROOT / "dags" / "templates")
+    channels = {ch.value for c in campaigns if c.enabled for ch in c.channels}
+    for ch in channels:
+        task = dag.get_task(f"deliver_{ch}")
+        assert task.pool == f"baton_{ch}"
+        assert type(task).__name__.endswith("MappedOperator")
+    assert type(dag.get_task("decide_shard")).__name__.endswith("MappedOperator")
+    inlets = {a.uri for a in dag.get_task("wait_for_campaigns").inlets}
+    assert inlets == {f"baton://candidates/{c.id}" for c in campaigns if c.enabled}
+    assert "allow_late_send" in dag.params
+
+
 def test_invalid_campaign_file_does_not_hide_the_others(tmp_path: Path) -> None:
     dags = tmp_path / "dags"
     shutil.copytree(ROOT / "dags", dags)

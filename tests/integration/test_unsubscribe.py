@@ -48,3 +48,28 @@ def test_forged_or_altered_links_are_refused(client, fresh_store: Engine) -> Non
         assert client.post(f"/unsubscribe/{bad}").status_code in (400, 404)
     with fresh_store.connect() as conn:
         assert conn.execute(sa.text("select count(*) from consents")).scalar() == 0
+
+
+def test_hard_bounce_and_complaint_become_suppressions(fresh_store: Engine) -> None:
+    from datetime import UTC, datetime
+
+    from baton.delivery.feedback import record_bounce
+
+    with fresh_store.begin() as conn:
+        conn.execute(sa.text(
+            "insert into customers (customer_id, email, phone) values ('c1', ' Ada@Example.COM ', '+15550001'),"
+            " ('c2', 'bob@example.com', '+15550002')"))
+        ids = conn.execute(sa.text(
+            "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at, status) values"
+            " (:t, 'c1', 'promo', 'email', :t, 'sent'), (:t, 'c2', 'promo', 'sms', :t, 'sent')"
+            " returning message_id"), {"t": datetime(2026, 3, 2, tzinfo=UTC)}).scalars().all()
+    assert record_bounce(fresh_store, ids[0], "hard_bounce")
+    assert record_bounce(fresh_store, ids[1], "complaint")
+    assert record_bounce(fresh_store, ids[0], "hard_bounce")  # twice is harmless
+    with pytest.raises(ValueError):
+        record_bounce(fresh_store, ids[0], "soft_bounce")
+    with fresh_store.connect() as conn:
+        sup = conn.execute(sa.text("select channel, address, reason from suppressions order by 1")).all()
+        events = conn.execute(sa.text("select type from message_events order by event_id")).scalars().all()
+    assert [tuple(r) for r in sup] == [("email", "ada@example.com", "hard_bounce"), ("sms", "+15550002", "complaint")]
+    assert events == ["bounced", "complained", "bounced"]
