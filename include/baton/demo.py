@@ -202,19 +202,6 @@ def scheduled_dag_ids(af_db: Engine, dag_ids: list[str]) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
-def run_states(af_db: Engine, dag_ids: list[str]) -> dict[str, str]:
-    """State of each DAG's newest run (by data interval); absent while it has none."""
-    with af_db.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "select distinct on (dag_id) dag_id, state from dag_run where dag_id = any(:ids)"
-                " order by dag_id, data_interval_end desc nulls last, id desc"
-            ),
-            {"ids": dag_ids},
-        ).all()
-    return {r[0]: r[1] for r in rows}
-
-
 def import_errors(af_db: Engine) -> list[tuple[str, str]]:
     with af_db.connect() as conn:
         return [(r[0], r[1]) for r in conn.execute(sa.text("select filename, stacktrace from import_error")).all()]

@@ -164,15 +164,12 @@ class Outbox:
         ]
 
     def sent(self, result: SendResult) -> None:
-        # the row itself records the hand-over (status, provider_id, sent_at); events are for the exceptions
-        self._raw.execute(
-            "update messages set status = 'sent', provider_id = %s, sent_at = now(), lease_until = null,"
-            " error = null, updated_at = now() where message_id = %s and status = 'sending'",
-            (result.provider_id, result.message_id),
-        )
+        """Record one hand-over, committed at once."""
+        self.sent_many([result])
 
     def sent_many(self, results: list[SendResult]) -> None:
-        """Record several hand-overs in one statement (channels whose provider deduplicates by our key)."""
+        """Record hand-overs in one statement.  The row itself records them (status, provider_id,
+        sent_at); message events are for the exceptions."""
         if not results:
             return
         self._raw.execute(
