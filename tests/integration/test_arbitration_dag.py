@@ -218,7 +218,7 @@ def test_shard_count_changes_nothing(
     for shards in ("1", "4"):
         monkeypatch.setenv("BATON_ARBITRATION_SHARDS", shards)
         with env.begin() as conn:
-            conn.execute(sa.text("truncate candidate_batches, candidates, cycles, decisions, cycle_outcomes"))
+            conn.execute(sa.text("truncate candidate_batches, candidates, cycles, cycle_decisions, cycle_outcomes, messages"))
         _populate(env)
         _run_cycle(dags_folder)
         results.append(_decisions(env))

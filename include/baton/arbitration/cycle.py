@@ -8,13 +8,15 @@ Life of cycle ``T`` (no Airflow here; ``baton.airflow.arbitration`` calls these)
 2. :func:`begin_cycle` — takes the decision token (one cycle decides at a time, so caps
    hold whatever runs in parallel), fixes the batches the cycle decides: its own, plus
    late batches of cycles already decided;
-3. :func:`decide_shard` — per shard (stable hash of the person) the engine writes the
-   shard's decisions; a retry replaces exactly that shard's rows;
-4. :func:`commit_cycle` — one transaction: outbox rows for the selected alternatives,
-   batches marked decided, the per-campaign summary, the cycle marked ``decided``.
+3. :func:`decide_shard` — per shard (stable hash of the person), in one transaction, the
+   engine writes the shard's decisions and its outbox rows (one per selected alternative);
+   a retry replaces exactly that shard's rows.  Shards run in parallel;
+4. :func:`commit_cycle` — one transaction: batches marked decided, the per-campaign
+   summary, the cycle marked ``decided`` — which is what publishes its outbox.
 
-Until step 4 commits, the cycle's decisions are invisible to everything that reads
-decided cycles and no message exists; a rerun of a decided cycle changes nothing.
+Until step 4 commits, the cycle's outbox rows are invisible to delivery (it skips messages
+of cycles still deciding) and to other cycles' history, so decisions and outbox become
+real together, atomically; a rerun of a decided cycle changes nothing.
 """
 
 from __future__ import annotations
@@ -203,23 +205,33 @@ def decide_shard(
             eng = CycleEngine(conn, at, policy, campaigns, live=True)
             stats = eng.decide_shard(shard, shards, count=False)
             started = time.perf_counter()
-            raw.execute("delete from decisions where cycle_at = %s and shard = %s", (at, shard))
-            # store the decisions and count them on the way (the shard's part of the summary);
-            # in the order of decisions_pkey (customer first), so the index is filled page by
-            # page instead of at random places all over it
-            summary = raw.execute(
-                "with d as (insert into decisions (cycle_at, customer_id, campaign_id, channel, batch_id, seq, shard,"
-                " outcome, reason, send_at, priority, score)"
-                " select %s, customer_id, campaign_id, channel, batch_id, seq, %s, outcome, reason, send_at,"
-                " priority, score from _out order by customer_id collate \"C\""
-                " returning campaign_id, channel, outcome, reason)"
-                " select campaign_id, channel, outcome, case when outcome = 'capped' then reason else '' end, count(*)"
-                " from d group by 1, 2, 3, 4",
+            # the shard's decisions and outbox rows, replacing a previous try's; the outbox rows
+            # stay invisible to delivery (and to other cycles' history) until commit_cycle marks
+            # the cycle decided
+            raw.execute("delete from cycle_decisions where cycle_at = %s and shard = %s", (at, shard))
+            raw.execute("delete from messages where cycle_at = %s and shard = %s", (at, shard))
+            raw.execute(
+                "insert into cycle_decisions (cycle_at, customer_id, campaign_id, shard, batch_id, seq, priority,"
+                " score, channel, send_at, channels, outcomes, reasons)"
+                " select %s, customer_id, campaign_id, %s, batch_id, seq, priority, score, channel, send_at,"
+                " channels, outcomes, reasons from _dec",
                 (at, shard),
-            ).fetchall()
+            )
+            stats.timings["store decisions"] = time.perf_counter() - started
+            messages = raw.execute(
+                "insert into messages (cycle_at, customer_id, campaign_id, channel, tags, counts_toward_caps,"
+                " send_at, shard, status, batch_id, seq)"
+                " select %s, s.customer_id, s.campaign_id, s.channel, k.tags, k.counts, s.send_at, %s, 'pending',"
+                f" s.batch_id, s.seq from ({eng.selected_sql()}) s join _campaigns k on k.campaign_id = s.campaign_id",
+                (at, shard),
+            ).rowcount
+            summary = eng.summary()
             for _cid, _ch, outcome, _reason, n in summary:
                 stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + int(n)
             stats.alternatives = sum(stats.outcomes.values())
+            if stats.outcomes.get("selected", 0) != messages:
+                raise RuntimeError(f"cycle {at.isoformat()} shard {shard}: {stats.outcomes.get('selected', 0)}"
+                                   f" selected but {messages} outbox rows")
             rows = [{"campaign_id": c, "channel": ch, "outcome": o, "reason": rs, "n": int(n)}
                     for c, ch, o, rs, n in summary]
             # a cycle decided meanwhile keeps what it decided (its outbox exists): the update waits
@@ -237,6 +249,8 @@ def decide_shard(
             eng.drop_work()
             raw.commit()
             stats.timings["store"] = time.perf_counter() - started
+            stats.timings["store outbox"] = stats.timings["store"] - stats.timings["store decisions"]
+            del stats.timings["store"]
             eng.log_stats(stats, shards)
             return stats
         except BaseException:
@@ -255,8 +269,9 @@ class CommitResult:
 
 
 def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterable[Campaign]) -> CommitResult:
-    """Atomically publish cycle ``at``: outbox rows, decided batches, summary, status."""
-    campaigns = list(campaigns)
+    """Atomically publish cycle ``at``: decided batches, summary, status (and with it the outbox
+    rows its shards wrote).  ``policy`` and ``campaigns`` are those the shards decided with."""
+    del policy, campaigns  # the shards stored everything; kept for the callers' symmetry
     with engine.connect() as conn:
         raw = driver_connection(conn)
         try:
@@ -285,20 +300,6 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
                 undecided = sorted(present - done)
                 if undecided:
                     raise RuntimeError(f"cycle {at.isoformat()}: shard(s) {undecided} have not decided yet")
-            eng = CycleEngine(conn, at, policy, campaigns, live=True)
-            eng.load_config()
-            messages = raw.execute(
-                "insert into messages (cycle_at, customer_id, campaign_id, channel, tags, counts_toward_caps,"
-                " send_at, shard, status, payload)"
-                " select d.cycle_at, d.customer_id, d.campaign_id, d.channel, k.tags, k.counts, d.send_at, d.shard,"
-                " 'pending', coalesce(c.payload, '{}'::jsonb)"
-                " from decisions d join _campaigns k on k.campaign_id = d.campaign_id"
-                " left join candidates c on c.batch_id = d.batch_id and c.seq = d.seq"
-                " where d.cycle_at = %s and d.outcome = 'selected' and d.shard < %s"
-                " order by d.customer_id collate \"C\""  # fills the customer-first indexes in order
-                " on conflict (cycle_at, customer_id, campaign_id, channel) do nothing",
-                (at, shards),
-            ).rowcount
             raw.execute(
                 "update candidate_batches set decided_cycle_at = %s, status = 'decided' where batch_id = any(%s)",
                 (at, list(batch_ids)),
@@ -317,7 +318,7 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
                 "select outcome, sum(n)::int from cycle_outcomes where cycle_at = %s group by outcome", (at,)
             ).fetchall())
             total = sum(outcomes.values())
-            selected = outcomes.get("selected", 0)
+            selected = messages = outcomes.get("selected", 0)  # each shard wrote one outbox row per selection
             raw.execute(
                 "update cycles set status = 'decided', decided_at = now(), alternatives = %s, selected = %s"
                 " where cycle_at = %s",

@@ -39,6 +39,22 @@ from baton.store.raw import driver_connection
 log = logging.getLogger(__name__)
 
 NOT_COUNTING = "('cancelled', 'expired', 'failed')"
+
+#: One letter per outcome: how ``cycle_decisions.outcomes`` spells the alternatives' outcomes
+#: (one letter each, in the campaign's channel order) — a few bytes per row instead of an
+#: array of words, for millions of rows per cycle.  The view ``decisions`` spells them out.
+OUTCOME_CODES: dict[str, str] = {
+    "k": "unknown_customer", "e": "expired", "u": "unreachable", "p": "suppressed", "n": "no_consent",
+    "q": "quiet_hours", "g": "holdout_global", "h": "holdout_campaign", "a": "channel_alternative",
+    "c": "capped", "s": "selected",
+}
+#: Separates the alternatives' reasons in ``cycle_decisions.reasons`` (null when none has one).
+REASON_SEP = "\x1f"
+
+
+def outcome_sql(code: str) -> str:
+    """SQL: the outcome named by the one-letter ``code`` expression."""
+    return f"case {code} " + " ".join(f"when '{k}' then '{v}'" for k, v in OUTCOME_CODES.items()) + " end"
 WS = r"E' \t\n\r\f\v'"  # what counts as blank around an address
 
 
@@ -93,6 +109,7 @@ class CycleEngine:
         self.live = live
         self._raw: Any = driver_connection(conn)
         self._config_loaded = False
+        self._max_rank = 0
 
     # -- helpers ---------------------------------------------------------------------------
     def lit(self, value: Any) -> str:
@@ -135,7 +152,7 @@ class CycleEngine:
             "create temp table _campaigns (campaign_id text primary key, priority int not null,"
             " transactional bool not null, topic text not null, tags text[] not null, channels text[] not null,"
             " holdout_bp numeric not null, counts bool not null, freq_limit int, freq_window interval,"
-            " freq_period text, freq_idx int, " + ", ".join(poscols) + ")"
+            " freq_period text, freq_idx int, nch int not null, " + ", ".join(poscols) + ")"
         )
         rows = []
         for c in camps:
@@ -149,8 +166,8 @@ class CycleEngine:
                 opt_in = self.policy.channel(c.channels[i]).consent == ConsentMode.opt_in
                 pos += [
                     self.lit(ch), self.lit(ch + "\x1f"), self.lit(ch + "\x1f" + c.topic),
-                    self.lit("no_consent|opt_out " + ch), self.lit(f"no_consent|opt_out {ch}/{c.topic}"),
-                    self.lit("no_consent|no opt_in for " + ch), "true" if opt_in else "false",
+                    self.lit("n|opt_out " + ch), self.lit(f"n|opt_out {ch}/{c.topic}"),
+                    self.lit("n|no opt_in for " + ch), "true" if opt_in else "false",
                 ]
                 pos += [
                     "true" if (cap.channel is None or cap.channel.value == ch)
@@ -173,6 +190,7 @@ class CycleEngine:
                         _interval(f.window) if f and f.window else "null",
                         self.lit(f.period.value) if f and f.period else "null",
                         str(self._freq.index(c) + 1) if f else "null",
+                        str(len(c.channels)),
                         *pos,
                     ]
                 )
@@ -267,13 +285,14 @@ class CycleEngine:
 
     def drop_work(self) -> None:
         """Drop the working relations of a previous shard of this session."""
-        self.run("drop view if exists _out")
+        self.run("drop view if exists _out, _dec")
         walks = ", ".join(f"_w{k}" for k in range(1, len(self.campaigns) + 2))
         self.run(f"drop table if exists {', '.join(self.WORK_TABLES)}, {walks}")
 
-    def _cand_has_bucket(self) -> bool:
+    def _has_bucket(self, relation: str) -> bool:
+        """Whether ``relation`` (as the search path resolves it) carries the person's shard hash."""
         return bool(self.scalar(
-            "select exists (select 1 from pg_attribute where attrelid = to_regclass('_cand')"
+            f"select exists (select 1 from pg_attribute where attrelid = to_regclass({self.lit(relation)})"
             " and attname = 'bucket' and not attisdropped)"
         ))
 
@@ -297,20 +316,20 @@ class CycleEngine:
         caps = list(self.policy.caps)
         if shards <= 1:
             shard_filter = "true"
-        elif self._cand_has_bucket():  # the store's candidates carry the person's hash (see load_batch)
+        elif self._has_bucket("_cand"):  # the store's candidates carry the person's hash (see load_batch)
             shard_filter = f"bucket % {int(shards)} = {int(shard)}"
         else:
             shard_filter = f"{_shard_sql('customer_id', shards)} = {int(shard)}"
         self._persons(shard_filter)
         lap("people")
         if self._needs_history:
-            self._history()
+            self._history(shard, shards)
             lap("history")
         self._checks(shard_filter, n)
         lap("checks")
         self._survivors(n, caps)
         lap("rank")
-        max_rank = self._walk(caps)
+        max_rank = self._max_rank = self._walk(caps)
         lap("walk")
         self._output(n, max_rank)
         if count:
@@ -355,13 +374,13 @@ class CycleEngine:
             for ch, cond in sups.items()
         )
         reach = {
-            "email": "case when x.e is null then 'unreachable' when s_email.addr is not null then 'suppressed' end",
-            "sms": "case when x.ph is null then 'unreachable' when s_sms.addr is not null then 'suppressed' end",
-            "push": "case when x.pu is null then 'unreachable' when s_push.addr is not null then 'suppressed' end",
-            "direct_mail": "case when x.po is null then 'unreachable'"
-                           " when s_direct_mail.addr is not null then 'suppressed' end",
-            "audience": "case when x.e is null and x.ph is null then 'unreachable'"
-                        " when s_audience.addr is not null then 'suppressed' end",
+            "email": "case when x.e is null then 'u' when s_email.addr is not null then 'p' end",
+            "sms": "case when x.ph is null then 'u' when s_sms.addr is not null then 'p' end",
+            "push": "case when x.pu is null then 'u' when s_push.addr is not null then 'p' end",
+            "direct_mail": "case when x.po is null then 'u'"
+                           " when s_direct_mail.addr is not null then 'p' end",
+            "audience": "case when x.e is null and x.ph is null then 'u'"
+                        " when s_audience.addr is not null then 'p' end",
         }
         tzcols = "".join(f", coalesce(z.{c}, d.{c}) as {c}" for c in self._tz_columns)
         self.run(
@@ -383,9 +402,24 @@ class CycleEngine:
         )
         self.run("analyze _p")
 
-    def _history(self) -> None:
-        """``_st``: per person, the used room of every cap and of every campaign frequency cap."""
+    def _history(self, shard: int, shards: int) -> None:
+        """``_st``: per person, the used room of every cap and of every campaign frequency cap.
+
+        On the DAG path, messages of cycles still deciding (not yet committed, e.g. a cycle
+        whose run died and will be retried) are not history: they do not exist until their
+        cycle commits.  When ``messages`` carries the person's shard hash, the shard's people
+        are picked out by it before the join."""
         T = self.T
+        where = []
+        if shards > 1 and self._has_bucket("messages"):
+            where.append(f"h.bucket % {int(shards)} = {int(shard)}")
+        if self.live:
+            pending = self._raw.execute(
+                "select coalesce(array_agg(cycle_at), '{}') from cycles where status <> 'decided' and cycle_at <> %s",
+                (self.at,),
+            ).fetchone()[0]
+            if pending:
+                where.append(f"h.cycle_at <> all({self.lit(list(pending))}::timestamptz[])")
         caps = list(self.policy.caps)
         spans = [c.window for c in caps if c.window is not None]
         if any(c.period is not None for c in caps) or self._freq:
@@ -410,12 +444,18 @@ class CycleEngine:
             cols.append(f"count(*) filter (where h.campaign_id = {self.lit(c.id)} and {rng})::int as f{j}")
         if not cols:
             cols.append("count(*)::int as n")
+        # hashing the people beats sorting millions of history rows by person (which the
+        # planner picks when it expects few rows per person); the setting is scoped to this
+        # statement
+        self.run("set local enable_sort = off")
         self.run(
             "create temp table _st as select h.customer_id, " + ", ".join(cols)
             + " from messages h join _p p on p.customer_id = h.customer_id"
             f" where h.cycle_at > {self._shift(span, -1)} and {upper} and h.status not in {NOT_COUNTING}"
-            " group by h.customer_id"
+            + "".join(f" and {w}" for w in where)
+            + " group by h.customer_id"
         )
+        self.run("set local enable_sort = on")
         self.run("analyze _st")
 
     def _shift(self, seconds: int, sign: int) -> str:
@@ -457,63 +497,68 @@ class CycleEngine:
             )
             pre.append(
                 f"case when {ch} is null or (r.channel is not null and r.channel <> {ch}) then ''"
-                " when p.customer_id is null then 'unknown_customer'"
-                f" when r.expires_at is not null and r.expires_at <= {T} then 'expired'"
+                " when p.customer_id is null then 'k'"
+                f" when r.expires_at is not null and r.expires_at <= {T} then 'e'"
                 f" when {reach} is not null then {reach}"
                 " when not k.transactional then case"
                 f" when k.k0_{i} = any(p.outs) then k.nc0_{i}"
                 f" when k.k1_{i} = any(p.outs) then k.nc1_{i}"
                 f" when k.oi_{i} and not coalesce(k.k0_{i} = any(p.ins) or k.k1_{i} = any(p.ins), false)"
                 f" then k.nci_{i}"
-                f" when {quiet} and r.expires_at is not null and {qend} > r.expires_at then 'quiet_hours'"
-                " when p.ctl then 'holdout_global'"
+                f" when {quiet} and r.expires_at is not null and {qend} > r.expires_at then 'q'"
+                " when p.ctl then 'g'"
                 " when k.holdout_bp > 0"
                 f" and {_bucket_sql('r.campaign_id || ' + chr(39) + ':' + chr(39) + ' || r.customer_id')}"
-                " < k.holdout_bp then 'holdout_campaign'"
+                " < k.holdout_bp then 'h'"
                 f" end end as pre{i}"
             )
             sa.append(f"case when not k.transactional and {quiet} then {qend} end as sa{i}")
         first = "case " + " ".join(f"when pre{i} is null then {i}" for i in range(1, n + 1)) + " end as f"
+        rc = "case r.channel " + " ".join(f"when k.ch{i} then {i}" for i in range(1, n + 1)) + " end as rc"
         self.run(
             f"create temp table _pc as select *, {first} from ("
-            "select r.customer_id, r.campaign_id, r.batch_id, r.seq, r.score, "
+            "select r.customer_id, r.campaign_id, r.batch_id, r.seq, r.score, r.rnk, " + rc + ", "
             + ", ".join(pre) + ", " + ", ".join(sa)
-            + " from (select distinct on (customer_id collate \"C\", campaign_id collate \"C\")"
+            # the person's ranking (over all their rows; the walk passes over rows without a
+            # survivor), computed on the stream that is already in person order: only each
+            # person's few rows are sorted
+            + " from (select d.*, row_number() over (partition by d.customer_id collate \"C\""
+            " order by kr.priority desc, d.score desc, d.campaign_id collate \"C\") as rnk"
+            " from (select distinct on (customer_id collate \"C\", campaign_id collate \"C\")"
             " customer_id, campaign_id, coalesce(score, 0) as score, channel, expires_at, batch_id, seq from _cand"
             f" where {shard_filter} and campaign_id in (select campaign_id from _campaigns)"
-            " order by customer_id collate \"C\", campaign_id collate \"C\", coalesce(score, 0) desc, batch_id, seq) r"
+            " order by customer_id collate \"C\", campaign_id collate \"C\", coalesce(score, 0) desc, batch_id, seq) d"
+            " join _campaigns kr on kr.campaign_id = d.campaign_id) r"
             " join _campaigns k on k.campaign_id = r.campaign_id"
             " left join _p p on p.customer_id = r.customer_id offset 0) x"
         )
 
     def _survivors(self, n: int, caps: list[Any]) -> None:
-        """``_surv``: the surviving alternative of each (person, campaign), ranked per person, with
-        the caps that apply to it, its campaign frequency verdict and the person's used room."""
+        """``_surv``: per (person, campaign) its rank and surviving alternative (if any), with the
+        caps that apply to it, its campaign frequency verdict and the person's used room.  Rows
+        without a survivor (``f`` null) keep their rank: the walk passes over them."""
         def at_f(col: str) -> str:
             return "case c.f " + " ".join(f"when {i} then {col.format(i=i)}" for i in range(1, n + 1)) + " end"
 
         cols = [
             "c.customer_id", "c.campaign_id", f"{at_f('k.ch{i}')} as channel", "c.batch_id", "c.seq",
             "k.priority", "c.score", f"{at_f('c.sa{i}')} as sa", "k.transactional", "k.counts",
+            *self._carry("c"),
         ]
         hist = self._needs_history
         for j in range(1, len(caps) + 1):
-            cols.append(f"{at_f('k.ap' + str(j) + '_{i}')} as a{j}")
+            cols.append(f"coalesce({at_f('k.ap' + str(j) + '_{i}')}, false) as a{j}")
             cols.append(f"coalesce(st.u{j}, 0) as u{j}")
         if self._freq:
             fn = "case k.freq_idx " + " ".join(f"when {j} then st.f{j}" for j in range(1, len(self._freq) + 1)) + " end"
             cols.append(f"(k.freq_limit is not null and coalesce({fn}, 0) >= k.freq_limit) as fblock")
         else:
             cols.append("false as fblock")
-        cols.append(
-            'row_number() over (partition by c.customer_id collate "C" order by k.priority desc, c.score desc,'
-            ' c.campaign_id collate "C") as rnk'
-        )
+        cols.append("c.rnk")
         self.run(
             "create temp table _surv as select " + ", ".join(cols)
             + " from _pc c join _campaigns k on k.campaign_id = c.campaign_id"
             + (" left join _st st on st.customer_id = c.customer_id" if hist else "")
-            + " where c.f is not null"
         )
 
     def _walk(self, caps: list[Any]) -> int:
@@ -524,7 +569,9 @@ class CycleEngine:
         if max_rank > 1:
             self.run("create index on _surv (rnk)")
             self.run("analyze _surv")
-        out = "s.customer_id, s.campaign_id, s.channel, s.batch_id, s.seq, s.priority, s.score, s.sa"
+        out = "s.customer_id, s.campaign_id, s.channel, s.batch_id, s.seq, s.priority, s.score, s.sa, " + ", ".join(
+            self._carry("s"))
+        carried = ", ".join(c.split(".")[1] for c in self._carry("s"))
         for k in range(1, max_rank + 1):
             if k == 1:  # the counters start from the history, carried in _surv
                 src, state = "_surv s", "s"
@@ -534,40 +581,119 @@ class CycleEngine:
                 f"when s.a{i} and {state}.u{i} >= {cap.limit} then {self.lit(cap.name)}"
                 for i, cap in enumerate(caps, 1)
             )
-            block = f"case when s.transactional then null {blocks} when s.fblock then 'campaign_frequency' end"
+            block = (f"case when s.f is null or s.transactional then null {blocks}"
+                     " when s.fblock then 'campaign_frequency' end")
             ucols = "".join(f", {state}.u{i} as u{i}" for i in range(1, len(caps) + 1))
             counters = "".join(
                 f", u{i} + (block is null and counts and a{i})::int as u{i}" for i in range(1, len(caps) + 1)
             )
             self.run(
                 f"create temp table _w{k} as select customer_id, campaign_id, channel, batch_id, seq, priority,"
-                f" score, sa, block{counters} from (select {out}, s.counts"
+                f" score, sa, {carried}, block{counters} from (select {out}, s.counts"
                 + "".join(f", s.a{i}" for i in range(1, len(caps) + 1))
                 + f"{ucols}, {block} as block from {src} where s.rnk = {k} offset 0) x"
             )
         return max_rank
 
-    def _output(self, n: int, max_rank: int) -> None:
-        """``_out`` (a view): every alternative with its outcome, reason and ``send_at``."""
-        T = self.T
-        values = ", ".join(f"(k.ch{i}, c.pre{i}, {i})" for i in range(1, n + 1))
+    def selected_sql(self) -> str:
+        """A query of the selected alternatives of the last decided shard (the outbox rows):
+        customer_id, campaign_id, channel, batch_id, seq, send_at."""
         parts = [
-            "select c.customer_id, c.campaign_id, v.channel, c.batch_id, c.seq, k.priority, c.score,"
-            " case when v.pre like 'no\\_consent|%' then 'no_consent'"
-            " when v.pre is null then 'channel_alternative' else v.pre end as outcome,"
-            " case when v.pre like 'no\\_consent|%' then substr(v.pre, 12)"
-            " when v.pre is null then 'first surviving channel: ' || "
-            + "case c.f " + " ".join(f"when {i} then k.ch{i}" for i in range(1, n + 1)) + " end"
-            + " end as reason, null::timestamptz as send_at"
-            " from _pc c join _campaigns k on k.campaign_id = c.campaign_id"
-            f" cross join lateral (values {values}) v(channel, pre, i)"
-            " where (v.pre is null and v.i <> c.f) or v.pre <> ''"
+            f"select customer_id, campaign_id, channel, batch_id, seq, coalesce(sa, {self.T}) as send_at"
+            f" from _w{k} where block is null and f is not null"
+            for k in range(1, self._max_rank + 1)
+        ]
+        return " union all ".join(parts) or (
+            "select null::text, null::text, null::text, null::bigint, null::int, null::timestamptz where false")
+
+    def summary(self) -> list[tuple[str, str, str, str, int]]:
+        """The last decided shard's decisions counted per (campaign, channel, outcome, cap):
+        the cap's name for ``capped``, '' otherwise.  Counted from the working tables in a few
+        small groups (the same counts as grouping ``_out``, without expanding it)."""
+        n = self._positions
+        counts: dict[tuple[str, str, str, str], int] = {}
+
+        def add(key: tuple[str, str, str, str], cnt: int) -> None:
+            counts[key] = counts.get(key, 0) + int(cnt)
+
+        pres = ", ".join(f"pre{i}" for i in range(1, n + 1))
+        for cid, rc, f, *rest in self._raw.execute(
+            f"select campaign_id, rc, f, {pres}, count(*) from _pc group by campaign_id, rc, f, {pres}"
+        ).fetchall():
+            pre, cnt = rest[:n], rest[n]
+            channels = [c.value for c in self.campaigns[cid].channels]
+            for i in [rc] if rc is not None else range(1, len(channels) + 1):
+                p = pre[i - 1]
+                if p is None:
+                    if i != f:
+                        add((cid, channels[i - 1], "channel_alternative", ""), cnt)
+                else:
+                    add((cid, channels[i - 1], OUTCOME_CODES[p[0]], ""), cnt)
+        if self._max_rank:
+            walk = " union all ".join(f"select campaign_id, channel, block from _w{k} where f is not null"
+                                      for k in range(1, self._max_rank + 1))
+            for cid, ch, block, cnt in self._raw.execute(
+                f"select campaign_id, channel, block, count(*) from ({walk}) w group by 1, 2, 3"
+            ).fetchall():
+                add((cid, ch, "selected" if block is None else "capped", block or ""), cnt)
+        return [(*k, v) for k, v in sorted(counts.items())]
+
+    def _carry(self, alias: str) -> list[str]:
+        """The columns of ``_pc`` that travel through the walk to the output."""
+        return [f"{alias}.{c}" for c in ["rc", "f", *(f"pre{i}" for i in range(1, self._positions + 1))]]
+
+    def _output(self, n: int, max_rank: int) -> None:
+        """``_dec`` (a view): one row per (person, campaign) — the candidate row decided, the
+        surviving channel (if any) with its ``send_at`` and the cap that blocked it, and per
+        alternative, in the campaign's channel order, its channel, outcome and reason (arrays;
+        the reason of a ``channel_alternative`` is implied by ``channel``).  ``_out`` (a view):
+        the same decisions one row per alternative, as ``baton simulate`` writes them."""
+        T = self.T
+
+        def arrays(walk: bool) -> str:
+            def outcome(i: int) -> str:  # the letter of the outcome (OUTCOME_CODES)
+                chosen = f" when f = {i} then case when block is null then 's' else 'c' end" if walk else ""
+                return f"case{chosen} when pre{i} is null then 'a' else left(pre{i}, 1) end"
+
+            def reason(i: int) -> str:
+                chosen = f" when f = {i} then block" if walk else ""
+                return f"case when pre{i} like 'n|%' then substr(pre{i}, 3){chosen} end"
+
+            def per_position(expr: Any, whole: Any) -> str:
+                full = " ".join(f"when {m} then {whole([expr(i) for i in range(1, m + 1)])}" for m in range(1, n + 1))
+                own = " ".join(f"when {i} then {expr(i)}" for i in range(1, n + 1))
+                return f"case when rc is null then case k.nch {full} end else {whole([f'case rc {own} end'])} end"
+
+            def array(items: list[str]) -> str:
+                return f"array[{', '.join(items)}]"
+
+            def letters(items: list[str]) -> str:
+                return " || ".join(items)
+
+            def reasons(items: list[str]) -> str:  # null when no alternative has a reason
+                sep = f"E'{REASON_SEP}'"
+                return f"nullif(concat({f', {sep}, '.join(items)}), {self.lit(REASON_SEP * (len(items) - 1))})"
+
+            return (f"{per_position(lambda i: f'k.ch{i}', array)} as channels,"
+                    f" {per_position(outcome, letters)} as outcomes, {per_position(reason, reasons)} as reasons")
+
+        parts = [
+            "select c.customer_id, c.campaign_id, c.batch_id, c.seq, k.priority, c.score, null::text as channel,"
+            f" null::timestamptz as send_at, null::text as block, {arrays(False)}"
+            " from _pc c join _campaigns k on k.campaign_id = c.campaign_id where c.f is null"
         ]
         for k in range(1, max_rank + 1):
             parts.append(
-                "select customer_id, campaign_id, channel, batch_id, seq, priority, score,"
-                " case when block is null then 'selected' else 'capped' end, block,"
-                f" case when block is null then coalesce(sa, {T}) end from _w{k}"
+                "select w.customer_id, w.campaign_id, w.batch_id, w.seq, w.priority, w.score, w.channel,"
+                f" case when block is null then coalesce(w.sa, {T}) end, block, {arrays(True)}"
+                f" from _w{k} w join _campaigns k on k.campaign_id = w.campaign_id where w.f is not null"
             )
-        self.run("create temp view _out as " + " union all ".join(parts))
-
+        self.run("create temp view _dec as " + " union all ".join(parts))
+        self.run(
+            "create temp view _out as select d.customer_id, d.campaign_id, a.channel, d.batch_id, d.seq, d.priority,"
+            f" d.score, {outcome_sql('a.code')} as outcome, coalesce(nullif(a.reason, ''), case when a.code = 'a'"
+            " then 'first surviving channel: ' || d.channel end) as reason,"
+            " case when a.code = 's' then d.send_at end as send_at"
+            " from _dec d cross join lateral unnest(d.channels, string_to_array(d.outcomes, null),"
+            f" coalesce(string_to_array(d.reasons, E'{REASON_SEP}'), '{{}}')) a(channel, code, reason)"
+        )

@@ -117,8 +117,12 @@ class Outbox:
         self._conn.close()
 
     def _where(self) -> str:
-        part = "" if self.shards == 1 else " and baton_shard(customer_id, %(n)s) = %(k)s"
-        return f"channel = %(ch)s{part}"
+        """This outbox's messages: its channel and shard (by the person's hash), and only
+        messages whose cycle has committed (a cycle's shards write their outbox rows before
+        the cycle commits; messages of no cycle — written by hand — are always due)."""
+        part = "" if self.shards == 1 else " and messages.bucket %% %(n)s = %(k)s"
+        return (f"channel = %(ch)s{part} and not exists (select 1 from cycles c"
+                " where c.cycle_at = messages.cycle_at and c.status <> 'decided')")
 
     def _params(self, **kw: Any) -> dict[str, Any]:
         return {"ch": self.channel, "n": self.shards, "k": self.shard, **kw}
@@ -143,7 +147,7 @@ class Outbox:
             " order by send_at, message_id limit %(limit)s for update skip locked)"
             " update messages m set status = 'sending', lease_until = %(lease)s, attempts = m.attempts + 1,"
             " updated_at = now() from due where m.message_id = due.message_id"
-            " returning m.message_id, m.customer_id, m.campaign_id, m.payload, m.attempts",
+            " returning m.message_id, m.customer_id, m.campaign_id, m.payload, m.attempts, m.batch_id, m.seq",
             self._params(now=now, limit=limit, lease=now + lease),
         ).fetchall()
         if not rows:
@@ -157,8 +161,20 @@ class Outbox:
                 f"select {', '.join(cols)} from customers where customer_id = any(%s)", (ids,)
             ).fetchall()
         }
+        # the payload of a decided message is its candidate row's (not copied into the outbox)
+        refs = [(r[5], r[6]) for r in rows if r[5] is not None]
+        payloads: dict[tuple[int, int], Any] = {}
+        if refs:
+            payloads = {
+                (b, q): p for b, q, p in self._raw.execute(
+                    "select c.batch_id, c.seq, c.payload from unnest(%s::bigint[], %s::int[]) r(batch_id, seq)"
+                    " join candidates c on c.batch_id = r.batch_id and c.seq = r.seq",
+                    ([b for b, _ in refs], [q for _, q in refs]),
+                ).fetchall()
+            }
         return [
-            {"message_id": r[0], "customer_id": r[1], "campaign_id": r[2], "payload": r[3] or {},
+            {"message_id": r[0], "customer_id": r[1], "campaign_id": r[2],
+             "payload": (payloads.get((r[5], r[6])) if r[5] is not None else r[3]) or {},
              "attempts": r[4], "customer": people.get(r[1])}
             for r in rows
         ]

@@ -33,9 +33,10 @@ AIRFLOW_DB = "airflow"
 #: a production database).  Written to ``postgresql.auto.conf`` before the server starts,
 #: or with ``ALTER SYSTEM`` + reload when it already runs (``shared_buffers`` and
 #: ``wal_buffers`` then wait for the next restart, e.g. ``baton db stop``).
-#: * ``shared_buffers`` 1GB: the store's hot tables (customers, candidates, recent messages)
-#:   stay cached between the load, decide and commit phases of a cycle (default 128MB);
-#: * ``max_wal_size`` 8GB / ``checkpoint_timeout`` 30min: loading a cycle's candidates and
+#: * ``shared_buffers`` a quarter of the machine's memory, at most 4GB (the usual guidance):
+#:   the store's hot tables (customers, candidates, recent messages) stay cached between the
+#:   load and decide phases of a cycle (default 128MB);
+#: * ``max_wal_size`` 16GB / ``checkpoint_timeout`` 30min: loading a cycle's candidates and
 #:   writing its decisions (millions of rows) does not trigger checkpoints (and the full-page
 #:   writes after each one) every few seconds;
 #: * ``wal_buffers`` 64MB: bulk inserts do not wait on WAL buffer flushes;
@@ -45,10 +46,19 @@ AIRFLOW_DB = "airflow"
 #: * ``temp_buffers`` 512MB: arbitration works in temporary tables; they stay in memory
 #:   (allocated per session on demand only).
 #: Durability (``fsync``, ``synchronous_commit``, ``full_page_writes``) is left as it is.
+def _quarter_of_memory(cap_mb: int = 4096, floor_mb: int = 128) -> str:
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "1GB"
+    mb = max(floor_mb, min(cap_mb, total // 4 // 2**20))
+    return f"{mb // 1024}GB" if mb % 1024 == 0 else f"{mb}MB"  # as PostgreSQL shows it
+
+
 EMBEDDED_SETTINGS: dict[str, str] = {
-    "shared_buffers": "1GB",
+    "shared_buffers": _quarter_of_memory(),
     "wal_buffers": "64MB",
-    "max_wal_size": "8GB",
+    "max_wal_size": "16GB",
     "min_wal_size": "1GB",
     "checkpoint_timeout": "30min",
     "maintenance_work_mem": "512MB",

@@ -134,27 +134,36 @@ cycles = sa.Table(
     sa.CheckConstraint("status in ('deciding', 'decided')", name="ck_cycles_status"),
 )
 
-decisions = sa.Table(
-    "decisions",
+cycle_decisions = sa.Table(
+    "cycle_decisions",
     metadata,
     sa.Column("cycle_at", TS, nullable=False),
     sa.Column("customer_id", sa.Text, nullable=False),
     sa.Column("campaign_id", sa.Text, nullable=False),
-    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("shard", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("batch_id", sa.BigInteger),
     sa.Column("seq", sa.Integer),
-    sa.Column("shard", sa.SmallInteger, nullable=False, server_default="0"),
-    sa.Column("outcome", sa.Text, nullable=False),
-    sa.Column("reason", sa.Text),
-    sa.Column("send_at", TS),
     sa.Column("priority", sa.Integer),
     sa.Column("score", sa.Float),
-    # customer_id first: "why did this person (not) get …" reads one person's decisions;
-    # (cycle_at, shard) serves a shard's retry and the commit; the partial index, the outbox
-    sa.PrimaryKeyConstraint("customer_id", "cycle_at", "campaign_id", "channel", name="decisions_pkey"),
-    sa.Index("ix_decisions_cycle_shard", "cycle_at", "shard"),
-    sa.Index("ix_decisions_selected", "cycle_at", postgresql_where=sa.text("outcome = 'selected'")),
+    sa.Column("channel", sa.Text,
+              comment="the surviving channel (selected or capped); null when every alternative failed checks 1-8"),
+    sa.Column("send_at", TS, comment="when selected"),
+    sa.Column("channels", ARRAY(sa.Text), nullable=False, comment="the alternatives, in campaign order"),
+    sa.Column("outcomes", sa.Text, nullable=False,
+              comment="per alternative, one letter (k e u p n q g h a c s: see the view decisions)"),
+    sa.Column("reasons", sa.Text,
+              comment="per alternative, separated by U+001F; null when no alternative has one"),
+    # no primary key: a shard's rows are replaced as a whole (delete, then insert) and unique by
+    # construction.  Cycle first: a cycle's rows go to the end of the index (a few pages, not
+    # every leaf); one person's decisions are read with baton_decisions_of(customer_id), one
+    # probe per cycle
+    sa.Index("ix_cycle_decisions_cycle", "cycle_at", "customer_id"),
+    comment="every decision: one row per (cycle, person, campaign); the view decisions has one row per alternative",
 )
+
+#: ``decisions``: the view with one row per alternative (created by migration 0003).
+DECISIONS_VIEW_COLUMNS = ("cycle_at", "customer_id", "campaign_id", "channel", "batch_id", "seq", "shard",
+                          "outcome", "reason", "send_at", "priority", "score")
 
 cycle_outcomes = sa.Table(
     "cycle_outcomes",
@@ -188,11 +197,17 @@ messages = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("sent_at", TS),
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("batch_id", sa.BigInteger, comment="the candidate row: its payload is the message's"),
+    sa.Column("seq", sa.Integer),
+    sa.Column("bucket", sa.BigInteger, sa.Computed("(('x' || substr(md5(customer_id), 1, 8))::bit(32)::bigint)",
+                                                   persisted=True),
+              comment="the person's shard hash (baton_shard(customer_id, n) = bucket % n)"),
+    # cycle first: a cycle's outbox rows go to the end of the index (arbitration reads the
+    # history by scanning, per shard, not per person)
     sa.UniqueConstraint("cycle_at", "customer_id", "campaign_id", "channel", name="uq_messages_decision"),
     sa.CheckConstraint(
         "status in ('pending', 'sending', 'sent', 'failed', 'expired', 'cancelled')", name="ck_messages_status"
     ),
-    sa.Index("ix_messages_customer_cycle", "customer_id", "cycle_at"),
     sa.Index("ix_messages_due", "channel", "shard", "send_at",
              postgresql_where=sa.text("status in ('pending', 'sending')")),
 )
