@@ -194,7 +194,7 @@ def _reuse(engine: sa.Engine, people: int) -> int | None:
         conn.exec_driver_sql("delete from cycle_decisions where cycle_at >= %(t)s", {"t": T})
         conn.exec_driver_sql("delete from cycle_outcomes where cycle_at >= %(t)s", {"t": T})
         conn.exec_driver_sql("delete from cycles where cycle_at >= %(t)s", {"t": T})
-        conn.exec_driver_sql("delete from candidate_batches")
+        conn.exec_driver_sql("truncate candidates, candidate_batches")
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
         conn.exec_driver_sql("vacuum analyze candidates")

@@ -39,7 +39,8 @@ AIRFLOW_DB = "airflow"
 #: * ``max_wal_size`` 16GB / ``checkpoint_timeout`` 30min: loading a cycle's candidates and
 #:   writing its decisions (millions of rows) does not trigger checkpoints (and the full-page
 #:   writes after each one) every few seconds;
-#: * ``wal_buffers`` 64MB: bulk inserts do not wait on WAL buffer flushes;
+#: * ``wal_buffers`` 256MB: a shard writing its decisions and outbox (hundreds of MB of WAL)
+#:   does not wait for WAL buffers to be written out;
 #: * ``maintenance_work_mem`` 512MB: index builds (migrations, benchmark data) sort in memory;
 #: * ``jit`` off: the arbitration statements are many and short-lived; compiling them costs
 #:   more than it saves;
@@ -57,7 +58,7 @@ def _quarter_of_memory(cap_mb: int = 4096, floor_mb: int = 128) -> str:
 
 EMBEDDED_SETTINGS: dict[str, str] = {
     "shared_buffers": _quarter_of_memory(),
-    "wal_buffers": "64MB",
+    "wal_buffers": "256MB",
     "max_wal_size": "16GB",
     "min_wal_size": "1GB",
     "checkpoint_timeout": "30min",
@@ -68,7 +69,7 @@ EMBEDDED_SETTINGS: dict[str, str] = {
 
 #: Per-session settings of Baton's own connections (libpq ``options``): arbitration sorts
 #: and hashes millions of rows per statement; in memory, not in temporary files.
-SESSION_OPTIONS = "-c work_mem=256MB -c temp_buffers=1GB"
+SESSION_OPTIONS = "-c work_mem=256MB -c temp_buffers=1GB -c max_parallel_workers_per_gather=0"
 
 
 def connect_args() -> dict[str, Any]:

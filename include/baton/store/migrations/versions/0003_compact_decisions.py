@@ -5,6 +5,7 @@
   ``decisions`` becomes a view with the old columns, one row per alternative.
 - ``messages``: the candidate row (``batch_id``, ``seq``) instead of a copied payload, the
   person's shard hash ``bucket`` (generated), and no customer-first index.
+- ``candidates`` loses its foreign key to ``candidate_batches`` (checked per row).
 - Every index a cycle writes into is cycle-first, so a cycle's rows land at the end of the
   index (a handful of pages) instead of in every leaf of a customer-first index; one
   person's decisions are read through ``baton_decisions_of(customer_id)``, one index probe
@@ -99,9 +100,20 @@ def upgrade() -> None:
     op.add_column("messages", sa.Column("bucket", sa.BigInteger(), sa.Computed(BUCKET, persisted=True),
                                         comment="the person's shard hash (baton_shard(customer_id, n) = bucket % n)"))
     op.drop_index("ix_messages_customer_cycle", table_name="messages")
+    # delivery's shards split by the person's hash, not by the arbitration shard
+    op.drop_index("ix_messages_due", table_name="messages")
+    op.create_index("ix_messages_due", "messages", ["channel", "send_at"],
+                    postgresql_where=sa.text("status in ('pending', 'sending')"))
+    # checked once per inserted candidate row, it took half the time of loading a batch
+    op.drop_constraint("candidates_batch_id_fkey", "candidates", type_="foreignkey")
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_due", table_name="messages")
+    op.create_index("ix_messages_due", "messages", ["channel", "shard", "send_at"],
+                    postgresql_where=sa.text("status in ('pending', 'sending')"))
+    op.create_foreign_key("candidates_batch_id_fkey", "candidates", "candidate_batches", ["batch_id"], ["batch_id"],
+                          ondelete="CASCADE")
     op.create_index("ix_messages_customer_cycle", "messages", ["customer_id", "cycle_at"])
     op.drop_column("messages", "bucket")
     op.drop_column("messages", "seq")
