@@ -48,6 +48,9 @@ OUTCOME_CODES: dict[str, str] = {
     "q": "quiet_hours", "g": "holdout_global", "h": "holdout_campaign", "a": "channel_alternative",
     "c": "capped", "s": "selected",
 }
+#: One letter per channel: how ``cycle_decisions.channels`` spells the alternatives' channels.
+CHANNEL_CODES: dict[str, str] = {"e": "email", "s": "sms", "p": "push", "a": "audience", "d": "direct_mail"}
+_CHANNEL_LETTER = {v: k for k, v in CHANNEL_CODES.items()}
 #: Separates the alternatives' reasons in ``cycle_decisions.reasons`` (null when none has one).
 REASON_SEP = "\x1f"
 
@@ -55,6 +58,11 @@ REASON_SEP = "\x1f"
 def outcome_sql(code: str) -> str:
     """SQL: the outcome named by the one-letter ``code`` expression."""
     return f"case {code} " + " ".join(f"when '{k}' then '{v}'" for k, v in OUTCOME_CODES.items()) + " end"
+
+
+def channel_sql(code: str) -> str:
+    """SQL: the channel named by the one-letter ``code`` expression."""
+    return f"case {code} " + " ".join(f"when '{k}' then '{v}'" for k, v in CHANNEL_CODES.items()) + " end"
 WS = r"E' \t\n\r\f\v'"  # what counts as blank around an address
 
 
@@ -150,7 +158,7 @@ class CycleEngine:
             poscols += [f"ap{j}_{i} bool" for j in range(1, len(caps) + 1)]
         r(
             "create temp table _campaigns (campaign_id text primary key, priority int not null,"
-            " transactional bool not null, topic text not null, tags text[] not null, channels text[] not null,"
+            " transactional bool not null, topic text not null, tags text[] not null, channels text[] not null, cc text not null,"
             " holdout_bp numeric not null, counts bool not null, freq_limit int, freq_window interval,"
             " freq_period text, freq_idx int, nch int not null, " + ", ".join(poscols) + ")"
         )
@@ -184,6 +192,7 @@ class CycleEngine:
                         self.lit(c.topic),
                         self.lit(list(c.tags)) + "::text[]",
                         self.lit([ch.value for ch in c.channels]) + "::text[]",
+                        self.lit("".join(_CHANNEL_LETTER[ch.value] for ch in c.channels)),
                         repr(float(c.holdout_percent) * 100),
                         "true" if c.counts_toward_caps else "false",
                         str(f.limit) if f else "null",
@@ -645,7 +654,8 @@ class CycleEngine:
     def _output(self, n: int, max_rank: int) -> None:
         """``_dec`` (a view): one row per (person, campaign) — the candidate row decided, the
         surviving channel (if any) with its ``send_at`` and the cap that blocked it, and per
-        alternative, in the campaign's channel order, its channel, outcome and reason (arrays;
+        alternative, in the campaign's channel order, its channel and outcome (one letter each:
+        CHANNEL_CODES, OUTCOME_CODES) and reason (REASON_SEP-separated, null when none has one;
         the reason of a ``channel_alternative`` is implied by ``channel``).  ``_out`` (a view):
         the same decisions one row per alternative, as ``baton simulate`` writes them."""
         T = self.T
@@ -664,9 +674,6 @@ class CycleEngine:
                 own = " ".join(f"when {i} then {expr(i)}" for i in range(1, n + 1))
                 return f"case when rc is null then case k.nch {full} end else {whole([f'case rc {own} end'])} end"
 
-            def array(items: list[str]) -> str:
-                return f"array[{', '.join(items)}]"
-
             def letters(items: list[str]) -> str:
                 return " || ".join(items)
 
@@ -674,7 +681,7 @@ class CycleEngine:
                 sep = f"E'{REASON_SEP}'"
                 return f"nullif(concat({f', {sep}, '.join(items)}), {self.lit(REASON_SEP * (len(items) - 1))})"
 
-            return (f"{per_position(lambda i: f'k.ch{i}', array)} as channels,"
+            return ("case when rc is null then k.cc else substr(k.cc, rc, 1) end as channels,"
                     f" {per_position(outcome, letters)} as outcomes, {per_position(reason, reasons)} as reasons")
 
         parts = [
@@ -690,10 +697,11 @@ class CycleEngine:
             )
         self.run("create temp view _dec as " + " union all ".join(parts))
         self.run(
-            "create temp view _out as select d.customer_id, d.campaign_id, a.channel, d.batch_id, d.seq, d.priority,"
+            f"create temp view _out as select d.customer_id, d.campaign_id, {channel_sql('a.ch')} as channel,"
+            " d.batch_id, d.seq, d.priority,"
             f" d.score, {outcome_sql('a.code')} as outcome, coalesce(nullif(a.reason, ''), case when a.code = 'a'"
             " then 'first surviving channel: ' || d.channel end) as reason,"
             " case when a.code = 's' then d.send_at end as send_at"
-            " from _dec d cross join lateral unnest(d.channels, string_to_array(d.outcomes, null),"
-            f" coalesce(string_to_array(d.reasons, E'{REASON_SEP}'), '{{}}')) a(channel, code, reason)"
+            " from _dec d cross join lateral unnest(string_to_array(d.channels, null), string_to_array(d.outcomes, null),"
+            f" coalesce(string_to_array(d.reasons, E'{REASON_SEP}'), '{{}}')) a(ch, code, reason)"
         )

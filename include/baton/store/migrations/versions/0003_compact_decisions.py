@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision = "0003"
 down_revision = "0002"
@@ -34,18 +33,21 @@ CODES = {
     "q": "quiet_hours", "g": "holdout_global", "h": "holdout_campaign", "a": "channel_alternative",
     "c": "capped", "s": "selected",
 }
+CHANNELS = {"e": "email", "s": "sms", "p": "push", "a": "audience", "d": "direct_mail"}
+CHANNEL = "case a.ch " + " ".join(f"when '{k}' then '{v}'" for k, v in CHANNELS.items()) + " end"
+CHANNEL_LETTER = "case channel " + " ".join(f"when '{v}' then '{k}'" for k, v in CHANNELS.items()) + " end"
 DECODE = "case a.code " + " ".join(f"when '{k}' then '{v}'" for k, v in CODES.items()) + " end"
 ENCODE = "case outcome " + " ".join(f"when '{v}' then '{k}'" for k, v in CODES.items()) + " end"
 
 DECISIONS_VIEW = f"""
 create view decisions as
-select d.cycle_at, d.customer_id, d.campaign_id, a.channel, d.batch_id, d.seq, d.shard, {DECODE} as outcome,
+select d.cycle_at, d.customer_id, d.campaign_id, {CHANNEL} as channel, d.batch_id, d.seq, d.shard, {DECODE} as outcome,
        coalesce(nullif(a.reason, ''), case when a.code = 'a' then 'first surviving channel: ' || d.channel end)
            as reason,
        case when a.code = 's' then d.send_at end as send_at, d.priority, d.score
 from cycle_decisions d
-cross join lateral unnest(d.channels, string_to_array(d.outcomes, null),
-                          coalesce(string_to_array(d.reasons, E'\\x1f'), '{{}}')) as a(channel, code, reason)
+cross join lateral unnest(string_to_array(d.channels, null), string_to_array(d.outcomes, null),
+                          coalesce(string_to_array(d.reasons, E'\\x1f'), '{{}}')) as a(ch, code, reason)
 """
 
 DECISIONS_OF = """
@@ -72,7 +74,8 @@ def upgrade() -> None:
         sa.Column("channel", sa.Text(), nullable=True,
                   comment="the surviving channel (selected or capped); null when every alternative failed checks 1-8"),
         sa.Column("send_at", sa.DateTime(timezone=True), nullable=True, comment="when selected"),
-        sa.Column("channels", postgresql.ARRAY(sa.Text()), nullable=False, comment="the alternatives, in campaign order"),
+        sa.Column("channels", sa.Text(), nullable=False,
+                  comment="the alternatives, in campaign order, one letter each (e s p a d: see the view decisions)"),
         sa.Column("outcomes", sa.Text(), nullable=False,
                   comment="per alternative, one letter (k e u p n q g h a c s: see the view decisions)"),
         sa.Column("reasons", sa.Text(), nullable=True,
@@ -85,7 +88,7 @@ def upgrade() -> None:
         " channel, send_at, channels, outcomes, reasons)"
         " select cycle_at, customer_id, campaign_id, min(shard), min(batch_id), min(seq), min(priority), max(score),"
         " min(channel) filter (where outcome in ('selected', 'capped')), max(send_at),"
-        f" array_agg(channel order by channel), string_agg({ENCODE}, '' order by channel),"
+        f" string_agg({CHANNEL_LETTER}, '' order by channel), string_agg({ENCODE}, '' order by channel),"
         " nullif(string_agg(case when outcome = 'channel_alternative' then '' else coalesce(reason, '') end,"
         " E'\\x1f' order by channel), repeat(E'\\x1f', count(*)::int - 1))"
         " from decisions group by cycle_at, customer_id, campaign_id"
