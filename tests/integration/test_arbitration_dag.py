@@ -195,6 +195,13 @@ def test_cycle_decides_commits_and_holds_the_invariants(
             " and baton_bucket('baton:' || customer_id) < 2000"), {"t": T}).scalar() > 0
         summary = dict(conn.execute(sa.text(
             "select outcome, sum(n) from cycle_outcomes where cycle_at = :t group by 1"), {"t": T}).all())
+        # the summary the shards count from their working tables is the stored decisions, grouped
+        grouped = conn.execute(sa.text(
+            "select campaign_id, channel, outcome, case when outcome = 'capped' then reason else '' end, count(*)"
+            " from decisions where cycle_at = :t group by 1, 2, 3, 4"), {"t": T}).all()
+        stored = conn.execute(sa.text(
+            "select campaign_id, channel, outcome, reason, n from cycle_outcomes where cycle_at = :t"), {"t": T}).all()
+        assert sorted(map(tuple, stored)) == sorted(map(tuple, grouped))
     assert sum(summary.values()) == len(decisions)
     for outcome in ("unknown_customer", "unreachable", "suppressed", "no_consent", "holdout_global",
                     "channel_alternative", "capped", "selected"):

@@ -228,7 +228,8 @@ def decide_shard(
                 " channels, outcomes, reasons from _dec",
                 (at, shard),
             )
-            stats.timings["store decisions"] = time.perf_counter() - started
+            stored = time.perf_counter()
+            stats.timings["store decisions"] = stored - started
             messages = raw.execute(
                 "insert into messages (cycle_at, customer_id, campaign_id, channel, tags, counts_toward_caps,"
                 " send_at, shard, status, batch_id, seq)"
@@ -259,9 +260,7 @@ def decide_shard(
                 return None
             eng.drop_work()
             raw.commit()
-            stats.timings["store"] = time.perf_counter() - started
-            stats.timings["store outbox"] = stats.timings["store"] - stats.timings["store decisions"]
-            del stats.timings["store"]
+            stats.timings["store outbox"] = time.perf_counter() - stored
             eng.log_stats(stats, shards)
             return stats
         except BaseException:

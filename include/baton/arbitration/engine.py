@@ -158,9 +158,9 @@ class CycleEngine:
             poscols += [f"ap{j}_{i} bool" for j in range(1, len(caps) + 1)]
         r(
             "create temp table _campaigns (campaign_id text primary key, priority int not null,"
-            " transactional bool not null, topic text not null, tags text[] not null, channels text[] not null, cc text not null,"
+            " transactional bool not null, topic text not null, tags text[] not null, cc text not null,"
             " holdout_bp numeric not null, counts bool not null, freq_limit int, freq_window interval,"
-            " freq_period text, freq_idx int, nch int not null, " + ", ".join(poscols) + ")"
+            " freq_period text, freq_idx int, " + ", ".join(poscols) + ")"
         )
         rows = []
         for c in camps:
@@ -191,7 +191,6 @@ class CycleEngine:
                         "true" if c.category == Category.transactional else "false",
                         self.lit(c.topic),
                         self.lit(list(c.tags)) + "::text[]",
-                        self.lit([ch.value for ch in c.channels]) + "::text[]",
                         self.lit("".join(_CHANNEL_LETTER[ch.value] for ch in c.channels)),
                         repr(float(c.holdout_percent) * 100),
                         "true" if c.counts_toward_caps else "false",
@@ -199,7 +198,6 @@ class CycleEngine:
                         _interval(f.window) if f and f.window else "null",
                         self.lit(f.period.value) if f and f.period else "null",
                         str(self._freq.index(c) + 1) if f else "null",
-                        str(len(c.channels)),
                         *pos,
                     ]
                 )
@@ -464,7 +462,7 @@ class CycleEngine:
             + "".join(f" and {w}" for w in where)
             + " group by h.customer_id"
         )
-        self.run("set local enable_sort = on")
+        self.run("set local enable_sort to default")
         self.run("analyze _st")
 
     def _shift(self, seconds: int, sign: int) -> str:
@@ -552,7 +550,7 @@ class CycleEngine:
         cols = [
             "c.customer_id", "c.campaign_id", f"{at_f('k.ch{i}')} as channel", "c.batch_id", "c.seq",
             "k.priority", "c.score", f"{at_f('c.sa{i}')} as sa", "k.transactional", "k.counts",
-            *self._carry("c"),
+            *(f"c.{c}" for c in self._carried()),
         ]
         hist = self._needs_history
         for j in range(1, len(caps) + 1):
@@ -578,9 +576,9 @@ class CycleEngine:
         if max_rank > 1:
             self.run("create index on _surv (rnk)")
             self.run("analyze _surv")
+        carried = ", ".join(self._carried())
         out = "s.customer_id, s.campaign_id, s.channel, s.batch_id, s.seq, s.priority, s.score, s.sa, " + ", ".join(
-            self._carry("s"))
-        carried = ", ".join(c.split(".")[1] for c in self._carry("s"))
+            f"s.{c}" for c in self._carried())
         for k in range(1, max_rank + 1):
             if k == 1:  # the counters start from the history, carried in _surv
                 src, state = "_surv s", "s"
@@ -647,9 +645,9 @@ class CycleEngine:
                 add((cid, ch, "selected" if block is None else "capped", block or ""), cnt)
         return [(*k, v) for k, v in sorted(counts.items())]
 
-    def _carry(self, alias: str) -> list[str]:
+    def _carried(self) -> list[str]:
         """The columns of ``_pc`` that travel through the walk to the output."""
-        return [f"{alias}.{c}" for c in ["rc", "f", *(f"pre{i}" for i in range(1, self._positions + 1))]]
+        return ["rc", "f", *(f"pre{i}" for i in range(1, self._positions + 1))]
 
     def _output(self, n: int, max_rank: int) -> None:
         """``_dec`` (a view): one row per (person, campaign) — the candidate row decided, the
@@ -672,7 +670,7 @@ class CycleEngine:
             def per_position(expr: Any, whole: Any) -> str:
                 full = " ".join(f"when {m} then {whole([expr(i) for i in range(1, m + 1)])}" for m in range(1, n + 1))
                 own = " ".join(f"when {i} then {expr(i)}" for i in range(1, n + 1))
-                return f"case when rc is null then case k.nch {full} end else {whole([f'case rc {own} end'])} end"
+                return f"case when rc is null then case length(k.cc) {full} end else {whole([f'case rc {own} end'])} end"
 
             def letters(items: list[str]) -> str:
                 return " || ".join(items)
