@@ -428,12 +428,9 @@ class CycleEngine:
             if pending:
                 where.append(f"h.cycle_at <> all({self.lit(list(pending))}::timestamptz[])")
         caps = list(self.policy.caps)
-        spans = [c.window for c in caps if c.window is not None]
-        if any(c.period is not None for c in caps) or self._freq:
-            spans.append(timedelta(days=32))
-        spans.extend(c.frequency.window for c in self._freq if c.frequency and c.frequency.window)
-        span = int(max(spans).total_seconds()) if spans else 0
-        upper = f"h.cycle_at < {self._shift(span, 1)}" if self.live else f"h.cycle_at <= {T}"
+        lower, upper = self._history_range()
+        bounds = f"h.cycle_at >= {self.lit(lower)}::timestamptz"
+        bounds += f" and h.cycle_at <= {self.lit(upper)}::timestamptz" if self.live else f" and h.cycle_at <= {T}"
         cols = []
         for i, cap in enumerate(caps, start=1):
             cond = ["h.counts_toward_caps", self._hrange(int(cap.window.total_seconds()) if cap.window else None,
@@ -458,12 +455,31 @@ class CycleEngine:
         self.run(
             "create temp table _st as select h.customer_id, " + ", ".join(cols)
             + " from messages h join _p p on p.customer_id = h.customer_id"
-            f" where h.cycle_at > {self._shift(span, -1)} and {upper} and h.status not in {NOT_COUNTING}"
+            f" where {bounds} and h.status not in {NOT_COUNTING}"
             + "".join(f" and {w}" for w in where)
             + " group by h.customer_id"
         )
         self.run("set local enable_sort to default")
         self.run("analyze _st")
+
+    def _history_range(self) -> tuple[datetime, datetime]:
+        """The times of all history any cap or campaign frequency cap can count: T minus and (for
+        later cycles, see ``live``) plus the longest window, and the earliest start and latest
+        end of the local periods over every timezone (``_tzb``) — a few days for day and week
+        periods, so a cycle reads only the history it needs, not all of it."""
+        ranges = [(c.window, c.period) for c in self.policy.caps]
+        ranges += [(c.frequency.window, c.frequency.period) for c in self._freq if c.frequency]
+        lower = upper = self.at
+        for window, _ in ranges:
+            if window is not None:
+                lower, upper = min(lower, self.at - window), max(upper, self.at + window)
+        periods = sorted({period.value for _, period in ranges if period is not None})
+        if periods:
+            row = self._raw.execute(
+                "select " + ", ".join(f"min(lo_{p}), max(hi_{p})" for p in periods) + " from _tzb"
+            ).fetchone()
+            lower, upper = min(lower, *row[0::2]), max(upper, *row[1::2])
+        return lower, upper
 
     def _shift(self, seconds: int, sign: int) -> str:
         return f"{self.lit(self.at + sign * timedelta(seconds=seconds))}::timestamptz"
