@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -43,3 +46,36 @@ def test_db_upgrade_command(fresh_store: Engine, monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert "up to date" in result.output
+
+
+@pytest.mark.skipif(bool(os.environ.get("BATON_DATABASE_URL")), reason="about the embedded server only")
+def test_a_fresh_embedded_server_runs_with_its_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server initialised just now is restarted so that the start-only settings
+    (shared_buffers, wal_buffers) are in effect, not merely pending; Baton's databases
+    compare text bytewise."""
+    from baton.store import engine as store_engine
+
+    monkeypatch.setenv("BATON_HOME", str(tmp_path))
+    url = store_engine.start_embedded()
+    try:
+        admin = sa.create_engine(url.set(database="postgres"))
+        with admin.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "select name, current_setting(name), pending_restart from pg_settings where name = any(%(n)s)",
+                {"n": list(store_engine.EMBEDDED_SETTINGS)},
+            ).all()
+        admin.dispose()
+        assert {name: store_engine._norm(value) for name, value, _ in rows} == {
+            k: store_engine._norm(v) for k, v in store_engine.EMBEDDED_SETTINGS.items()
+        }
+        assert not any(pending for _, _, pending in rows)
+        store_engine.ensure_database(url.set(database="collation_check"))
+        check = sa.create_engine(url.set(database="collation_check"))
+        with check.connect() as conn:
+            assert conn.exec_driver_sql(
+                "select datcollate from pg_database where datname = current_database()").scalar() == "C"
+            # bytewise: upper case before lower case, as Python's sorted() has it
+            assert conn.exec_driver_sql("select 'b' > 'B' and 'a' > 'Z'").scalar() is True
+        check.dispose()
+    finally:
+        assert store_engine.stop_embedded()
