@@ -37,6 +37,29 @@ def test_upgrade_is_idempotent(fresh_store: Engine) -> None:
     assert bucket == int(hashlib.sha256(b"baton:c1").hexdigest()[:8], 16) % 10000
 
 
+def test_baton_shard_is_the_range_of_the_stored_bucket(fresh_store: Engine) -> None:
+    """SQL's baton_shard, the bucket a message stores and baton.store.shards agree."""
+    import hashlib
+
+    from baton.store.shards import predicate, shard_of
+
+    ids = [f"c{i}" for i in range(200)] + ["ÄÖ@x", ""]
+    with fresh_store.connect() as conn:
+        for cid in ids:
+            conn.execute(sa.text("insert into messages (cycle_at, customer_id, campaign_id, channel, send_at)"
+                                 " values (now(), :c, 'x', 'email', now())"), {"c": cid})
+        for shards in (1, 2, 3, 8):
+            rows = conn.execute(sa.text("select customer_id, bucket, baton_shard(customer_id, :n) from messages"),
+                                {"n": shards}).all()
+            for cid, bucket, shard in rows:
+                assert bucket == int(hashlib.md5(cid.encode()).hexdigest()[:8], 16)
+                assert shard == shard_of(bucket, shards)
+            for k in range(shards):
+                picked = conn.execute(sa.text(f"select customer_id from messages where {predicate('bucket', k, shards)}"))
+                assert sorted(picked.scalars()) == sorted(c for c, _, s in rows if s == k)
+        conn.rollback()  # leaves the shared store as it was
+
+
 def test_db_upgrade_command(fresh_store: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 

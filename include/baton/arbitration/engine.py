@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 
 from baton.spec import Campaign, Category, Channel, ConsentMode, Policy
 from baton.store.raw import driver_connection
+from baton.store.shards import predicate as shard_predicate
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,9 @@ def _bucket_sql(key: str) -> str:
             "::bit(32)::bigint % 10000)::int)")
 
 
-def _shard_sql(key: str, shards: int) -> str:
-    """``baton_shard(key, shards)`` inline (same value)."""
-    return f"((('x' || substr(md5({key}), 1, 8))::bit(32)::bigint % {int(shards)})::int)"
+def _bucket_of(key: str) -> str:
+    """The person's shard hash (``bucket``, see baton.store.shards) of ``key`` inline."""
+    return f"(('x' || substr(md5({key}), 1, 8))::bit(32)::bigint)"
 
 
 @dataclass
@@ -144,7 +145,7 @@ class CycleEngine:
         if self._config_loaded:
             return
         r = self.run
-        r("drop table if exists _campaigns, _caps, _quiet, _chan, _tzb, _tzd")
+        r("drop table if exists _campaigns, _caps, _quiet, _chan, _tzb")
         # per channel position i of a campaign: the channel, its consent keys and no_consent
         # outcomes (with their reason), its consent mode, and which caps apply to it
         camps = list(self.campaigns.values())
@@ -252,8 +253,8 @@ class CycleEngine:
     def _timezones(self) -> None:
         """``_tzb``: per timezone (every valid name, and the default), what depends on the
         person's timezone only: quiet or not at T per channel with quiet hours and the end of
-        those quiet hours, and the start and end of the local periods the caps use.  ``_tzd``
-        is the default timezone's row."""
+        those quiet hours, and the start and end of the local periods the caps use; the row
+        that is not ``valid`` is the default timezone's (for missing and invalid names)."""
         T = self.T
         cols: list[str] = []
         names: list[str] = []
@@ -284,7 +285,6 @@ class CycleEngine:
             f"create temp table _tzb as select name, valid{sel} from (select name, valid, ({T} at time zone name) as lt"
             f" from (select name, true as valid from _tz union all select {default}, false) n) x"
         )
-        self.run("create temp table _tzd as select * from _tzb where not valid")
         self.run("create index on _tzb (name)")
         self.run("analyze _tzb")
     # -- the decision ---------------------------------------------------------------------------
@@ -324,9 +324,9 @@ class CycleEngine:
         if shards <= 1:
             shard_filter = "true"
         elif self._has_bucket("_cand"):  # the store's candidates carry the person's hash (see load_batch)
-            shard_filter = f"bucket % {int(shards)} = {int(shard)}"
+            shard_filter = shard_predicate("bucket", shard, shards)
         else:
-            shard_filter = f"{_shard_sql('customer_id', shards)} = {int(shard)}"
+            shard_filter = shard_predicate(_bucket_of("customer_id"), shard, shards)
         self._persons(shard_filter)
         lap("people")
         if self._needs_history:
@@ -389,7 +389,10 @@ class CycleEngine:
             "audience": "case when x.e is null and x.ph is null then 'u'"
                         " when s_audience.addr is not null then 'p' end",
         }
-        tzcols = "".join(f", coalesce(z.{c}, d.{c}) as {c}" for c in self._tz_columns)
+        # the default timezone's values as constants: a join per person would cost more
+        default = self._raw.execute(
+            "select " + (", ".join(self._tz_columns) or "1") + " from _tzb where not valid").fetchone()
+        tzcols = "".join(f", coalesce(z.{c}, {self.lit(v)}) as {c}" for c, v in zip(self._tz_columns, default, strict=False))
         self.run(
             "create temp table _p as select x.customer_id, "
             + ", ".join(f"{expr} as r_{ch}" for ch, expr in reach.items())
@@ -400,7 +403,7 @@ class CycleEngine:
             f" nullif(btrim(cu.phone, {WS}), '') as ph, nullif(btrim(cu.push_token, {WS}), '') as pu,"
             f" nullif(btrim(cu.postal_address, {WS}), '') as po, cs.outs, cs.ins{tzcols}"
             " from customers cu"
-            " left join _tzb z on z.name = cu.timezone and z.valid cross join _tzd d"
+            " left join _tzb z on z.name = cu.timezone and z.valid"
             " left join (select customer_id, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_out')"
             " as outs, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_in') as ins"
             " from consents group by customer_id) cs on cs.customer_id = cu.customer_id"
@@ -419,7 +422,7 @@ class CycleEngine:
         T = self.T
         where = []
         if shards > 1 and self._has_bucket("messages"):
-            where.append(f"h.bucket % {int(shards)} = {int(shard)}")
+            where.append(shard_predicate("h.bucket", shard, shards))
         if self.live:
             pending = self._raw.execute(
                 "select coalesce(array_agg(cycle_at), '{}') from cycles where status <> 'decided' and cycle_at <> %s",
@@ -538,6 +541,12 @@ class CycleEngine:
             sa.append(f"case when not k.transactional and {quiet} then {qend} end as sa{i}")
         first = "case " + " ".join(f"when pre{i} is null then {i}" for i in range(1, n + 1)) + " end as f"
         rc = "case r.channel " + " ".join(f"when k.ch{i} then {i}" for i in range(1, n + 1)) + " end as rc"
+        # the campaign's priority as a constant per campaign, not a join per row
+        priority = ("case d.campaign_id " + " ".join(
+            f"when {self.lit(c.id)} then {int(c.priority)}" for c in self.campaigns.values()) + " end"
+            if self.campaigns else "0")
+        # the sort for distinct on holds the shard's rows in memory
+        self.run("set local work_mem = '1GB'")
         self.run(
             f"create temp table _pc as select *, {first} from ("
             "select r.customer_id, r.campaign_id, r.batch_id, r.seq, r.score, r.rnk, " + rc + ", "
@@ -546,15 +555,16 @@ class CycleEngine:
             # survivor), computed on the stream that is already in person order: only each
             # person's few rows are sorted
             + " from (select d.*, row_number() over (partition by d.customer_id collate \"C\""
-            " order by kr.priority desc, d.score desc, d.campaign_id collate \"C\") as rnk"
+            f" order by {priority} desc, d.score desc, d.campaign_id collate \"C\") as rnk"
             " from (select distinct on (customer_id collate \"C\", campaign_id collate \"C\")"
             " customer_id, campaign_id, coalesce(score, 0) as score, channel, expires_at, batch_id, seq from _cand"
             f" where {shard_filter} and campaign_id in (select campaign_id from _campaigns)"
             " order by customer_id collate \"C\", campaign_id collate \"C\", coalesce(score, 0) desc, batch_id, seq) d"
-            " join _campaigns kr on kr.campaign_id = d.campaign_id) r"
+            ") r"
             " join _campaigns k on k.campaign_id = r.campaign_id"
             " left join _p p on p.customer_id = r.customer_id offset 0) x"
         )
+        self.run("set local work_mem to default")
 
     def _survivors(self, n: int, caps: list[Any]) -> None:
         """``_surv``: per (person, campaign) its rank and surviving alternative (if any), with the

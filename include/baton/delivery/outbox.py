@@ -42,6 +42,7 @@ from baton.delivery.render import Renderer, message_context
 from baton.delivery.unsubscribe import make_token, unsubscribe_url
 from baton.errors import DeliveryError, TerminalDeliveryError, TransientDeliveryError
 from baton.spec import Campaign, Channel
+from baton.store.shards import bounds as shard_bounds
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,13 @@ class Outbox:
         """This outbox's messages: its channel and shard (by the person's hash), and only
         messages whose cycle has committed (a cycle's shards write their outbox rows before
         the cycle commits; messages of no cycle — written by hand — are always due)."""
-        part = "" if self.shards == 1 else " and messages.bucket %% %(n)s = %(k)s"
+        part = "" if self.shards == 1 else " and messages.bucket >= %(lo)s and messages.bucket < %(hi)s"
         return (f"channel = %(ch)s{part} and not exists (select 1 from cycles c"
                 " where c.cycle_at = messages.cycle_at and c.status <> 'decided')")
 
     def _params(self, **kw: Any) -> dict[str, Any]:
-        return {"ch": self.channel, "n": self.shards, "k": self.shard, **kw}
+        lo, hi = shard_bounds(self.shard, self.shards)
+        return {"ch": self.channel, "lo": lo, "hi": hi, **kw}
 
     def expire_late(self, now: datetime, max_send_delay: timedelta) -> int:
         cur = self._raw.execute(

@@ -14,6 +14,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 metadata = sa.MetaData()
 
 TS = sa.DateTime(timezone=True)
+#: what ``bucket`` is (see baton.store.shards)
+BUCKET_COMMENT = "the person's shard hash: baton_shard(customer_id, n) = bucket * n >> 32"
 
 customers = sa.Table(
     "customers",
@@ -110,7 +112,7 @@ candidates = sa.Table(
     sa.Column("expires_at", TS),
     sa.Column("payload", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("bucket", sa.BigInteger, nullable=False,
-              comment="the person's shard hash (baton_shard(customer_id, n) = bucket % n), computed at load"),
+              comment=BUCKET_COMMENT + ", computed at load"),
 )
 
 cycles = sa.Table(
@@ -203,7 +205,7 @@ messages = sa.Table(
     sa.Column("seq", sa.Integer),
     sa.Column("bucket", sa.BigInteger, sa.Computed("(('x' || substr(md5(customer_id), 1, 8))::bit(32)::bigint)",
                                                    persisted=True),
-              comment="the person's shard hash (baton_shard(customer_id, n) = bucket % n)"),
+              comment=BUCKET_COMMENT),
     # cycle first: a cycle's outbox rows go to the end of the index (arbitration reads the
     # history by scanning, per shard, not per person)
     sa.UniqueConstraint("cycle_at", "customer_id", "campaign_id", "channel", name="uq_messages_decision"),
