@@ -225,7 +225,7 @@ def decide_shard(
                 "insert into cycle_decisions (cycle_at, customer_id, campaign_id, shard, batch_id, seq, priority,"
                 " score, channel, send_at, channels, outcomes, reasons)"
                 " select %s, customer_id, campaign_id, %s, batch_id, seq, priority, score, channel, send_at,"
-                " channels, outcomes, reasons from _dec",
+                " channels, outcomes, reasons from _dec order by customer_id",
                 (at, shard),
             )
             stored = time.perf_counter()
@@ -234,7 +234,7 @@ def decide_shard(
                 "insert into messages (cycle_at, customer_id, campaign_id, channel, tags, counts_toward_caps,"
                 " send_at, shard, status, batch_id, seq)"
                 " select %s, s.customer_id, s.campaign_id, s.channel, k.tags, k.counts, s.send_at, %s, 'pending',"
-                f" s.batch_id, s.seq from ({eng.selected_sql()}) s join _campaigns k on k.campaign_id = s.campaign_id",
+                f" s.batch_id, s.seq from ({eng.selected_sql()}) s join _campaigns k on k.campaign_id = s.campaign_id order by s.customer_id, s.campaign_id, s.channel",
                 (at, shard),
             ).rowcount
             summary = eng.summary()

@@ -3,15 +3,17 @@
 One call of :meth:`CycleEngine.decide_shard` decides every alternative of the people in
 one shard (a stable hash of ``customer_id``) for decision time ``T``:
 
-1. ``_rows``  — one candidate per (campaign, person): the highest score, ties first returned;
-2. ``_alt``   — one alternative per channel, joined with the person (address, timezone);
-3. ``_chk``   — checks 1–8 as one CASE over hash joins (suppressions, consents, quiet hours,
-   control-group buckets computed in SQL with the SPEC's SHA-256 bucket function);
-4. ``_surv``  — the survivors (first surviving channel per campaign), ranked per person;
-5. the cap walk — rank by rank (a handful of set-based statements per rank, never per
+1. ``_p``    — per person of the shard, what depends on the person only: reachability and
+   suppression per channel, consents, quiet hours and local periods in their timezone, the
+   global control group (the SPEC's SHA-256 bucket function, computed in SQL);
+2. ``_st``   — per person, the used room of every cap and campaign frequency cap (history);
+3. ``_pc``   — one row per (person, campaign), its best candidate row (highest score, ties
+   first returned), ranked in the person's ranking, with checks 1–8 per alternative as one
+   CASE over hash joins, and its first surviving channel;
+4. the cap walk — rank by rank (a handful of set-based statements per rank, never per
    person): each rank's candidates are checked against the person's running counters,
    which start from the history counts;
-6. ``_out``   — every alternative with its outcome, reason and ``send_at``.
+5. ``_dec``/``_out`` — every alternative with its outcome, reason and ``send_at``.
 
 The engine reads the relations ``_cand`` (the candidate rows), ``customers``,
 ``consents``, ``suppressions`` and ``messages`` (the history).  The DAG path points
@@ -288,7 +290,7 @@ class CycleEngine:
         self.run("create index on _tzb (name)")
         self.run("analyze _tzb")
     # -- the decision ---------------------------------------------------------------------------
-    WORK_TABLES = ("_p", "_pc", "_surv", "_st")
+    WORK_TABLES = ("_p", "_pc", "_st")
 
     def drop_work(self) -> None:
         """Drop the working relations of a previous shard of this session."""
@@ -332,10 +334,8 @@ class CycleEngine:
         if self._needs_history:
             self._history(shard, shards)
             lap("history")
-        self._checks(shard_filter, n)
+        self._checks(shard_filter, n, caps)
         lap("checks")
-        self._survivors(n, caps)
-        lap("rank")
         max_rank = self._max_rank = self._walk(caps)
         lap("walk")
         self._output(n, max_rank)
@@ -502,12 +502,17 @@ class CycleEngine:
         own = f" and {ts} <> {T}" if self.live else ""
         return f"({lower} and {upper}{own})"
 
-    def _checks(self, shard_filter: str, n: int) -> None:
-        """``_pc``: one row per (person, campaign) — the best candidate row — with checks 1–8 for
-        each channel position of the campaign: ``pre{i}`` is null when the channel survives,
-        the outcome otherwise ('' when the row has no alternative there), ``f`` the first
-        surviving position; ``sa{i}`` the end of quiet hours when that channel is selected."""
+    def _checks(self, shard_filter: str, n: int, caps: list[Any]) -> None:
+        """``_pc``: one row per (person, campaign) — the best candidate row — ranked in the
+        person's ranking (``rnk``), with checks 1–8 for each channel position of the campaign:
+        ``pre{i}`` is null when the channel survives, the outcome otherwise ('' when the row has
+        no alternative there); ``f`` the first surviving position and, for the cap walk, its
+        channel, its ``send_at`` when quiet hours move it (``sa``), the caps that apply to it
+        (``a{j}``), the person's used room of each cap (``u{j}``, from the history) and the
+        campaign frequency verdict (``fblock``).  Rows without a survivor (``f`` null) keep
+        their rank: the walk passes over them."""
         T = self.T
+        hist = self._needs_history
         quiet_channels = [ch.value for ch in self.policy.quiet_hours]
         pre, sa = [], []
         for i in range(1, n + 1):
@@ -545,12 +550,31 @@ class CycleEngine:
         priority = ("case d.campaign_id " + " ".join(
             f"when {self.lit(c.id)} then {int(c.priority)}" for c in self.campaigns.values()) + " end"
             if self.campaigns else "0")
+
+        def at_f(col: str) -> str:  # the value at the first surviving position
+            return "case f " + " ".join(f"when {i} then {col.format(i=i)}" for i in range(1, n + 1)) + " end"
+
+        # what the campaign says about each position, carried to where f is known
+        kcols = [f"k.ch{i} as kch{i}" for i in range(1, n + 1)]
+        kcols += [f"k.ap{j}_{i} as kap{j}_{i}" for j in range(1, len(caps) + 1) for i in range(1, n + 1)]
+        kcols += ["k.priority", "k.transactional", "k.counts", "k.freq_idx", "k.freq_limit"]
+        used = [f"st.u{j}" for j in range(1, len(caps) + 1)] + [f"st.f{j}" for j in range(1, len(self._freq) + 1)]
+        walk = [f"{at_f('kch{i}')} as channel", f"{at_f('sa{i}')} as sa", "priority", "transactional", "counts"]
+        for j in range(1, len(caps) + 1):
+            walk += [f"coalesce({at_f('kap' + str(j) + '_{i}')}, false) as a{j}", f"coalesce(u{j}, 0) as u{j}"]
+        if self._freq:
+            fn = "case freq_idx " + " ".join(f"when {j} then f{j}" for j in range(1, len(self._freq) + 1)) + " end"
+            walk.append(f"(freq_limit is not null and coalesce({fn}, 0) >= freq_limit) as fblock")
+        else:
+            walk.append("false as fblock")
         # the sort for distinct on holds the shard's rows in memory
         self.run("set local work_mem = '1GB'")
         self.run(
-            f"create temp table _pc as select *, {first} from ("
+            "create temp table _pc as select customer_id, campaign_id, batch_id, seq, score, rnk, "
+            + ", ".join(self._carried()) + ", " + ", ".join(walk)
+            + f" from (select *, {first} from ("
             "select r.customer_id, r.campaign_id, r.batch_id, r.seq, r.score, r.rnk, " + rc + ", "
-            + ", ".join(pre) + ", " + ", ".join(sa)
+            + ", ".join(pre + sa + kcols + used)
             # the person's ranking (over all their rows; the walk passes over rows without a
             # survivor), computed on the stream that is already in person order: only each
             # person's few rows are sorted
@@ -562,54 +586,28 @@ class CycleEngine:
             " order by customer_id collate \"C\", campaign_id collate \"C\", coalesce(score, 0) desc, batch_id, seq) d"
             ") r"
             " join _campaigns k on k.campaign_id = r.campaign_id"
-            " left join _p p on p.customer_id = r.customer_id offset 0) x"
+            " left join _p p on p.customer_id = r.customer_id"
+            + (" left join _st st on st.customer_id = r.customer_id" if hist else "")
+            + " offset 0) x) y"
         )
         self.run("set local work_mem to default")
-
-    def _survivors(self, n: int, caps: list[Any]) -> None:
-        """``_surv``: per (person, campaign) its rank and surviving alternative (if any), with the
-        caps that apply to it, its campaign frequency verdict and the person's used room.  Rows
-        without a survivor (``f`` null) keep their rank: the walk passes over them."""
-        def at_f(col: str) -> str:
-            return "case c.f " + " ".join(f"when {i} then {col.format(i=i)}" for i in range(1, n + 1)) + " end"
-
-        cols = [
-            "c.customer_id", "c.campaign_id", f"{at_f('k.ch{i}')} as channel", "c.batch_id", "c.seq",
-            "k.priority", "c.score", f"{at_f('c.sa{i}')} as sa", "k.transactional", "k.counts",
-            *(f"c.{c}" for c in self._carried()),
-        ]
-        hist = self._needs_history
-        for j in range(1, len(caps) + 1):
-            cols.append(f"coalesce({at_f('k.ap' + str(j) + '_{i}')}, false) as a{j}")
-            cols.append(f"coalesce(st.u{j}, 0) as u{j}")
-        if self._freq:
-            fn = "case k.freq_idx " + " ".join(f"when {j} then st.f{j}" for j in range(1, len(self._freq) + 1)) + " end"
-            cols.append(f"(k.freq_limit is not null and coalesce({fn}, 0) >= k.freq_limit) as fblock")
-        else:
-            cols.append("false as fblock")
-        cols.append("c.rnk")
-        self.run(
-            "create temp table _surv as select " + ", ".join(cols)
-            + " from _pc c join _campaigns k on k.campaign_id = c.campaign_id"
-            + (" left join _st st on st.customer_id = c.customer_id" if hist else "")
-        )
 
     def _walk(self, caps: list[Any]) -> int:
         """Walk every person's ranking, one rank at a time, all people at once: ``_w{k}`` holds
         the verdicts of rank ``k`` and the person's running counters after it.  Returns the
         number of ranks."""
-        max_rank = int(self.scalar("select coalesce(max(rnk), 0) from _surv"))
+        max_rank = int(self.scalar("select coalesce(max(rnk), 0) from _pc"))
         if max_rank > 1:
-            self.run("create index on _surv (rnk)")
-            self.run("analyze _surv")
+            self.run("create index on _pc (rnk)")
+            self.run("analyze _pc")
         carried = ", ".join(self._carried())
         out = "s.customer_id, s.campaign_id, s.channel, s.batch_id, s.seq, s.priority, s.score, s.sa, " + ", ".join(
             f"s.{c}" for c in self._carried())
         for k in range(1, max_rank + 1):
-            if k == 1:  # the counters start from the history, carried in _surv
-                src, state = "_surv s", "s"
+            if k == 1:  # the counters start from the history, carried in _pc
+                src, state = "_pc s", "s"
             else:  # ... and then from the person's row of the previous rank
-                src, state = f"_surv s join _w{k - 1} st on st.customer_id = s.customer_id", "st"
+                src, state = f"_pc s join _w{k - 1} st on st.customer_id = s.customer_id", "st"
             blocks = " ".join(
                 f"when s.a{i} and {state}.u{i} >= {cap.limit} then {self.lit(cap.name)}"
                 for i, cap in enumerate(caps, 1)
