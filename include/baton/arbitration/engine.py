@@ -6,7 +6,7 @@ one shard (a stable hash of ``customer_id``) for decision time ``T``:
 1. ``_p``    — per person of the shard, what depends on the person only: reachability and
    suppression per channel, consents, quiet hours and local periods in their timezone, the
    global control group (the SPEC's SHA-256 bucket function, computed in SQL);
-2. ``_st``   — per person, the used room of every cap and campaign frequency cap (history);
+2. ``_st``   — ``_p`` and the used room of every cap and campaign frequency cap (history);
 3. ``_pc``   — one row per (person, campaign), its best candidate row (highest score, ties
    first returned), ranked in the person's ranking, with checks 1–8 per alternative as one
    CASE over hash joins, and its first surviving channel;
@@ -413,7 +413,8 @@ class CycleEngine:
         self.run("analyze _p")
 
     def _history(self, shard: int, shards: int) -> None:
-        """``_st``: per person, the used room of every cap and of every campaign frequency cap.
+        """``_st``: ``_p`` with, per person, the used room of every cap and of every campaign
+        frequency cap.
 
         On the DAG path, messages of cycles still deciding (not yet committed, e.g. a cycle
         whose run died and will be retried) are not history: they do not exist until their
@@ -455,12 +456,15 @@ class CycleEngine:
         # planner picks when it expects few rows per person); the setting is scoped to this
         # statement
         self.run("set local enable_sort = off")
+        names = [c.rsplit(" as ", 1)[1] for c in cols]
+        # with the person's other facts (one row per person to look up per candidate row)
         self.run(
-            "create temp table _st as select h.customer_id, " + ", ".join(cols)
+            "create temp table _st as select p.*, " + ", ".join(f"coalesce(h.{c}, 0) as {c}" for c in names)
+            + " from _p p left join (select h.customer_id, " + ", ".join(cols)
             + " from messages h join _p p on p.customer_id = h.customer_id"
             f" where {bounds} and h.status not in {NOT_COUNTING}"
             + "".join(f" and {w}" for w in where)
-            + " group by h.customer_id"
+            + " group by h.customer_id) h on h.customer_id = p.customer_id"
         )
         self.run("set local enable_sort to default")
         self.run("analyze _st")
@@ -558,7 +562,7 @@ class CycleEngine:
         kcols = [f"k.ch{i} as kch{i}" for i in range(1, n + 1)]
         kcols += [f"k.ap{j}_{i} as kap{j}_{i}" for j in range(1, len(caps) + 1) for i in range(1, n + 1)]
         kcols += ["k.priority", "k.transactional", "k.counts", "k.freq_idx", "k.freq_limit"]
-        used = [f"st.u{j}" for j in range(1, len(caps) + 1)] + [f"st.f{j}" for j in range(1, len(self._freq) + 1)]
+        used = [f"p.u{j}" for j in range(1, len(caps) + 1)] + [f"p.f{j}" for j in range(1, len(self._freq) + 1)]
         walk = [f"{at_f('kch{i}')} as channel", f"{at_f('sa{i}')} as sa", "priority", "transactional", "counts"]
         for j in range(1, len(caps) + 1):
             walk += [f"coalesce({at_f('kap' + str(j) + '_{i}')}, false) as a{j}", f"coalesce(u{j}, 0) as u{j}"]
@@ -586,8 +590,7 @@ class CycleEngine:
             " order by customer_id collate \"C\", campaign_id collate \"C\", coalesce(score, 0) desc, batch_id, seq) d"
             ") r"
             " join _campaigns k on k.campaign_id = r.campaign_id"
-            " left join _p p on p.customer_id = r.customer_id"
-            + (" left join _st st on st.customer_id = r.customer_id" if hist else "")
+            + f" left join {'_st' if hist else '_p'} p on p.customer_id = r.customer_id"
             + " offset 0) x) y"
         )
         self.run("set local work_mem to default")
