@@ -89,6 +89,19 @@ def test_outbox_rows_exist_only_after_the_commit(fresh_store: Engine) -> None:
     assert [m["customer_id"] for m in _claim_all(fresh_store, "push", now)] == ["b"]
 
 
+def test_shards_without_people_decide_nothing(fresh_store: Engine) -> None:
+    """Three people over eight shards: most shards have no one, and still decide (and store)
+    an empty share of the cycle rather than fail."""
+    _setup(fresh_store)
+    _decide(fresh_store, T1, shards=8)
+    with fresh_store.connect() as conn:
+        shards = conn.execute(sa.text("select jsonb_object_keys(shard_outcomes) from cycles")).scalars().all()
+        people = conn.execute(sa.text("select count(distinct baton_shard(customer_id, 8)) from customers")).scalar()
+    assert sorted(map(int, shards)) == list(range(8)) and people < 8
+    result = commit_cycle(fresh_store, T1, POLICY, CAMPAIGNS)
+    assert (result.selected, result.messages) == (3, 3)
+
+
 def test_history_ignores_a_cycle_that_never_committed(fresh_store: Engine) -> None:
     _setup(fresh_store)
     _decide(fresh_store, T1)  # decided, never committed: its run died

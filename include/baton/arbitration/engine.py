@@ -638,7 +638,8 @@ class CycleEngine:
             for k in range(1, self._max_rank + 1)
         ]
         return " union all ".join(parts) or (
-            "select null::text, null::text, null::text, null::bigint, null::int, null::timestamptz where false")
+            "select null::text as customer_id, null::text as campaign_id, null::text as channel,"
+            " null::bigint as batch_id, null::int as seq, null::timestamptz as send_at where false")
 
     def summary(self) -> list[tuple[str, str, str, str, int]]:
         """The last decided shard's decisions counted per (campaign, channel, outcome, cap):
