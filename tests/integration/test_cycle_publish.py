@@ -9,6 +9,7 @@ candidate row, one person's decisions are read with ``baton_decisions_of``, and 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -176,3 +177,47 @@ def test_migration_0003_keeps_existing_decisions() -> None:
         ("b", "email", "capped", "one_a_day", None),
         ("b", "push", "channel_alternative", "first surviving channel: email", None),
     ]
+
+
+def test_migration_0004_has_unpublished_cycles_decide_again() -> None:
+    """Shards change their people at 0004: a cycle still deciding loses its shards' unpublished
+    rows (so each shard decides again under the new assignment); decided cycles keep theirs."""
+    import uuid
+
+    from baton.store import engine as store_engine
+    from baton.store.migrate import upgrade
+
+    base = store_engine.server_url()
+    url = base.set(database=f"baton_mig_{uuid.uuid4().hex[:10]}")
+    store_engine.ensure_database(url)
+    engine = sa.create_engine(url)
+    try:
+        upgrade(engine, "0003")
+        with engine.begin() as conn:
+            for t, status in ((T1, "decided"), (T2, "deciding")):
+                conn.execute(sa.text(
+                    "insert into cycles (cycle_at, status, shards, shard_outcomes) values (:t, :s, 2, '{\"0\": []}')"),
+                    {"t": t, "s": status})
+                conn.execute(sa.text(
+                    "insert into cycle_decisions (cycle_at, customer_id, campaign_id, channels, outcomes)"
+                    " values (:t, 'a', 'promo', 'e', 's')"), {"t": t})
+                conn.execute(sa.text(
+                    "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at)"
+                    " values (:t, 'a', 'promo', 'email', :t)"), {"t": t})
+        upgrade(engine)
+        with engine.connect() as conn:
+            left = {table: conn.execute(sa.text(f"select cycle_at from {table}")).scalars().all()
+                    for table in ("cycle_decisions", "messages")}
+            outcomes = dict(conn.execute(sa.text("select cycle_at, shard_outcomes from cycles")).all())
+            shard_of_a = conn.execute(sa.text("select baton_shard('a', 2)")).scalar()
+    finally:
+        engine.dispose()
+        admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'drop database if exists "{url.database}" with (force)')
+        admin.dispose()
+    assert left == {"cycle_decisions": [T1], "messages": [T1]}
+    assert outcomes == {T1: {"0": []}, T2: {}}
+    from baton.store.shards import shard_of
+
+    assert shard_of_a == shard_of(int(hashlib.md5(b"a").hexdigest()[:8], 16), 2)

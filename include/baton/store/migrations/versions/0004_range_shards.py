@@ -2,7 +2,10 @@
 
 Shard ``k`` of ``n`` becomes a range of ``bucket`` rather than ``bucket % n = k``, so that
 PostgreSQL estimates a shard's rows from the column's statistics (see baton.store.shards).
-Only which shard a person falls in changes; no stored row changes.
+Only which shard a person falls in changes.  A cycle still deciding may have shards decided
+under the old assignment: their unpublished work (decision and outbox rows, which nobody has
+seen — delivery skips the messages of a cycle that has not committed) is removed, so that each
+of its shards decides again under the new one.
 
 Revision ID: 0004
 Revises: 0003
@@ -28,8 +31,15 @@ def _shard_fn(expr: str) -> str:
             f" language sql immutable strict parallel safe as $$ select ({expr})::int $$")
 
 
+def _redecide_unpublished_cycles() -> None:
+    for table in ("cycle_decisions", "messages"):
+        op.execute(f"delete from {table} t using cycles c where c.cycle_at = t.cycle_at and c.status <> 'decided'")
+    op.execute("update cycles set shard_outcomes = '{}'::jsonb where status <> 'decided'")
+
+
 def upgrade() -> None:
     op.execute(_shard_fn(f"({HASH} * shards) >> 32"))
+    _redecide_unpublished_cycles()
     op.alter_column("candidates", "bucket", existing_type=sa.BigInteger(), existing_nullable=False,
                     comment=COMMENT + ", computed at load")
     op.alter_column("messages", "bucket", existing_type=sa.BigInteger(), comment=COMMENT)
@@ -37,6 +47,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(_shard_fn(f"{HASH} % shards"))
+    _redecide_unpublished_cycles()
     op.alter_column("candidates", "bucket", existing_type=sa.BigInteger(), existing_nullable=False,
                     comment=OLD_COMMENT + ", computed at load")
     op.alter_column("messages", "bucket", existing_type=sa.BigInteger(), comment=OLD_COMMENT)
