@@ -393,6 +393,9 @@ class CycleEngine:
         default = self._raw.execute(
             "select " + (", ".join(self._tz_columns) or "1") + " from _tzb where not valid").fetchone()
         tzcols = "".join(f", coalesce(z.{c}, {self.lit(v)}) as {c}" for c, v in zip(self._tz_columns, default, strict=False))
+        # the shard's people: a hash of its candidate rows' people probed by the customers —
+        # not a de-duplicated list of them first, the planner's pick that costs twice as much
+        self.run("set local enable_hashagg = off")
         self.run(
             "create temp table _p as select x.customer_id, "
             + ", ".join(f"{expr} as r_{ch}" for ch, expr in reach.items())
@@ -410,6 +413,7 @@ class CycleEngine:
             f" where cu.customer_id in (select customer_id from _cand where {shard_filter}) offset 0) x"
             + joins
         )
+        self.run("set local enable_hashagg to default")
         self.run("analyze _p")
 
     def _history(self, shard: int, shards: int) -> None:
