@@ -325,7 +325,9 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
                 ).fetchall()}
                 undecided = sorted(present - done)
                 if undecided:
-                    raise RuntimeError(f"cycle {at.isoformat()}: shard(s) {undecided} have not decided yet")
+                    raise RuntimeError(f"cycle {at.isoformat()}: shard(s) {undecided} have not decided yet"
+                                       " (if their decide_shard tasks succeeded, e.g. before a `baton db upgrade`"
+                                       " reset them, clear those tasks of this run so they decide again)")
             raw.execute(
                 "update candidate_batches set decided_cycle_at = %s, status = 'decided' where batch_id = any(%s)",
                 (at, list(batch_ids)),

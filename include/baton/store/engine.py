@@ -223,8 +223,8 @@ def ensure_database(url: URL) -> None:
                 sa.text("select 1 from pg_database where datname = :d"), {"d": url.database}
             ).scalar()
             if not exists:
-                # C collation: ids sort and compare bytewise (as Python's sorted() does), which
-                # makes every text index and sort of the store about twice as cheap as a locale's
+                # C collation (on libc-provider servers, as the embedded one): ids sort and compare
+                # bytewise, as Python's sorted() does, and text indexes and sorts cost ~1.7x less
                 conn.exec_driver_sql(f'create database "{url.database}" template template0 lc_collate \'C\'')
                 log.info("Created database %s", url.database)
     finally:

@@ -5,7 +5,8 @@ PostgreSQL estimates a shard's rows from the column's statistics (see baton.stor
 Only which shard a person falls in changes.  A cycle still deciding may have shards decided
 under the old assignment: their unpublished work (decision and outbox rows, which nobody has
 seen — delivery skips the messages of a cycle that has not committed) is removed, so that each
-of its shards decides again under the new one.
+of its shards decides again under the new one (upgrade between cycles; a run whose
+decide_shard tasks had already succeeded needs those tasks cleared, as its commit says).
 
 Revision ID: 0004
 Revises: 0003
