@@ -100,11 +100,16 @@ def _secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def channel_connections(smtp_port: int, http_port: int) -> dict[str, str]:
-    """Airflow Connections (as AIRFLOW_CONN_* JSON) pointing the channels at the local sinks."""
+def channel_connections(smtp_port: int, http_port: int, push_account: dict[str, Any] | None = None) -> dict[str, str]:
+    """Airflow Connections (as AIRFLOW_CONN_* JSON) pointing the channels at the local sinks;
+    push authenticates with the service account ``push_account`` (OAuth, as with FCM) when given."""
     from baton.delivery.sinks import ProviderEmulator
 
     emu = ProviderEmulator()
+    push: dict[str, Any] = (
+        {"extra": {"service_account": push_account}} if push_account
+        else {"password": emu.fcm_token, "extra": {"project": emu.fcm_project}}
+    )
     return {
         "AIRFLOW_CONN_BATON_SMTP": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
                                                "extra": {"from": "Northwind Shop <shop@northwind.example>"}}),
@@ -112,7 +117,7 @@ def channel_connections(smtp_port: int, http_port: int) -> dict[str, str]:
                                               "login": emu.twilio_sid, "password": emu.twilio_token,
                                               "extra": {"from": "+15550100000"}}),
         "AIRFLOW_CONN_BATON_PUSH": json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{http_port}",
-                                               "password": emu.fcm_token, "extra": {"project": emu.fcm_project}}),
+                                               **push}),
     }
 
 
@@ -411,7 +416,8 @@ def print_delivery(engine: Engine, cycle: datetime, smtp: Any, http: Any) -> Non
         f"SMTP sink (maildir {smtp.maildir_path}): {smtp.received:,} emails, {len(smtp.counts):,} distinct "
         f"Message-IDs, {smtp.duplicates} duplicates\n"
         f"provider emulator: {sum(1 for a in http.accepted if a['kind'] == 'sms'):,} SMS, "
-        f"{sum(1 for a in http.accepted if a['kind'] == 'push'):,} push, {http.duplicates} duplicates\n"
+        f"{sum(1 for a in http.accepted if a['kind'] == 'push'):,} push, {http.duplicates} duplicates"
+        f" (push authenticated by a service account: {http.token_requests} OAuth token(s) issued)\n"
         f"people who got more than 2 counting messages in 24 hours: [bold green]{over}[/bold green]"
         "  (pending = deferred by quiet hours; they go out with the first cycle after their send_at)"
     )
@@ -445,7 +451,7 @@ def main() -> None:
     smtp.start()
     http.start()
     af = Airflow(home, airflow_env(home, url.render_as_string(hide_password=False)))
-    af.env.update(channel_connections(smtp.port, http.port))
+    af.env.update(channel_connections(smtp.port, http.port, http.service_account()))
     password = admin_password(home)
     with console.status("airflow db migrate"):
         af.run("db", "migrate")

@@ -198,7 +198,7 @@ def test_connection_settings_errors() -> None:
         adapter_for("sms", ConnectionInfo("baton_sms", login="AC1", password="t"))
     with pytest.raises(ConfigError, match="project"):
         adapter_for("push", ConnectionInfo("baton_push", password="t"))
-    with pytest.raises(ConfigError, match="bearer token"):
+    with pytest.raises(ConfigError, match="no credentials for FCM: set extra 'service_account'"):
         adapter_for("push", ConnectionInfo("baton_push", extra={"project": "p"}))
     with pytest.raises(ConfigError, match="not an http"):
         adapter_for("push", ConnectionInfo("baton_push", host="ftp://x", password="t", extra={"project": "p"}))

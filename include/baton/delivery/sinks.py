@@ -350,6 +350,9 @@ class _Handler(BaseHTTPRequestHandler):
         if m:
             status, payload, headers = emulator._fcm(m.group(1), self.headers, body)
             return self._reply(status, payload, headers)
+        if path == "/token":
+            status, payload, headers = emulator._oauth_token(body)
+            return self._reply(status, payload, headers)
         self._reply(404, {"code": 20404, "message": f"no such resource: {path}", "status": 404})
 
 
@@ -373,7 +376,10 @@ def _fcm_error(
 
 
 class ProviderEmulator(_Server):
-    """A local HTTP server in the shapes of Twilio's Messages API and FCM HTTP v1.
+    """A local HTTP server in the shapes of Twilio's Messages API and FCM HTTP v1, with
+    Google's OAuth token endpoint (``POST /token``, the JWT-bearer grant of a service
+    account: :meth:`service_account` gives a key it trusts; its tokens expire after
+    ``oauth_token_seconds`` and :meth:`revoke_tokens` revokes them).
 
     ``accepted`` lists the accepted messages (``kind`` "sms" or "push", ``key`` the
     idempotency key, ``message_id`` when known, ``to``, the content and the
@@ -414,6 +420,10 @@ class ProviderEmulator(_Server):
         self.hang_seconds = hang_seconds
         self.always_terminal = always_terminal
         self.reject: set[str] = set(reject)
+        self.oauth_token_seconds = 3600
+        self.token_requests = 0
+        self._issued: dict[str, float] = {}  # access token -> expiry (time.time())
+        self._account: dict[str, Any] | None = None
         self.accepted: list[dict[str, Any]] = []
         self.duplicates = 0
         self.duplicate_keys: Counter[str] = Counter()
@@ -463,12 +473,77 @@ class ProviderEmulator(_Server):
         """Forget accepted messages and counters (knobs stay)."""
         with self._lock:
             self.accepted.clear()
+            self.token_requests = 0
             self.duplicates = 0
             self.duplicate_keys.clear()
             self.requests = 0
             self.connections = 0
             self.injected.clear()
             self._answers.clear()
+
+    def service_account(self) -> dict[str, Any]:
+        """A service account key (Google's JSON key file format) whose JWTs ``/token`` accepts."""
+        with self._lock:
+            if self._account is None:
+                from cryptography.hazmat.primitives import serialization
+                from cryptography.hazmat.primitives.asymmetric import rsa
+
+                key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()).decode()
+                self._account = {
+                    "type": "service_account", "project_id": self.fcm_project,
+                    "private_key_id": uuid.uuid4().hex, "private_key": pem,
+                    "client_email": f"baton-push@{self.fcm_project}.iam.gserviceaccount.com",
+                    "client_id": str(uuid.uuid4().int % 10**21), "token_uri": f"{self.base_url}/token",
+                    "_public_key": key.public_key(),
+                }
+            return {k: v for k, v in self._account.items() if not k.startswith("_")}
+
+    def revoke_tokens(self) -> None:
+        """Revoke every access token issued so far (FCM answers 401 to them)."""
+        with self._lock:
+            self._issued.clear()
+
+    def oauth_connection(self, conn_id: str = "baton_push", **extra: Any) -> ConnectionInfo:
+        """A ConnectionInfo pointing the push adapter here, authenticating with :meth:`service_account`."""
+        return ConnectionInfo(conn_id=conn_id, conn_type="http", host=self.base_url,
+                              extra={"service_account": self.service_account(), "timeout": 5, **extra})
+
+    def _oauth_token(self, body: bytes) -> Reply:
+        import jwt
+
+        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        with self._lock:
+            self.token_requests += 1
+            account = self._account
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return 400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type."}, {}
+        if account is None:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, {}
+        try:
+            claims = jwt.decode(form.get("assertion", ""), account["_public_key"], algorithms=["RS256"],
+                                audience=str(account["token_uri"]),
+                                options={"require": ["iss", "aud", "iat", "exp"]})
+        except jwt.InvalidTokenError as exc:
+            reason = "Invalid JWT Signature." if isinstance(exc, jwt.InvalidSignatureError) else f"Invalid JWT: {exc}"
+            return 400, {"error": "invalid_grant", "error_description": reason}, {}
+        if claims.get("iss") != account["client_email"]:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT: iss is not the account."}, {}
+        if "https://www.googleapis.com/auth/firebase.messaging" not in str(claims.get("scope", "")).split():
+            return 400, {"error": "invalid_scope", "error_description": "Invalid OAuth scope."}, {}
+        token = "ya29." + uuid.uuid4().hex
+        with self._lock:
+            self._issued[token] = time.time() + self.oauth_token_seconds
+        return 200, {"access_token": token, "expires_in": self.oauth_token_seconds, "token_type": "Bearer"}, {}
+
+    def _fcm_authorized(self, authorization: str) -> bool:
+        if authorization == f"Bearer {self.fcm_token}":
+            return True
+        token = authorization.removeprefix("Bearer ")
+        with self._lock:
+            expiry = self._issued.get(token)
+        return expiry is not None and expiry > time.time()
 
     def sms_connection(self, conn_id: str = "baton_sms", **extra: Any) -> ConnectionInfo:
         """A ConnectionInfo pointing the sms adapter here."""
@@ -514,6 +589,7 @@ class ProviderEmulator(_Server):
                 "requests": self.requests,
                 "connections": self.connections,
                 "injected": dict(self.injected),
+                "token_requests": self.token_requests,
             }
 
     # -- behaviour --------------------------------------------------------------------
@@ -611,7 +687,7 @@ class ProviderEmulator(_Server):
     def _fcm(self, project: str, headers: Any, body: bytes) -> Reply:
         with self._lock:
             self.requests += 1
-        if headers.get("Authorization", "") != f"Bearer {self.fcm_token}":
+        if not self._fcm_authorized(headers.get("Authorization", "")):
             return _fcm_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
         if project != self.fcm_project:
             return _fcm_error(403, "PERMISSION_DENIED", f"Permission denied on project {project}.")

@@ -9,11 +9,13 @@
 
 The provider id is the ``name`` of the answer (``projects/p/messages/...``).
 
-Connection: ``password`` (or extra ``token``) = the OAuth bearer token, extra
-``project`` (or ``project_id``), ``host`` = base URL (default
-``https://fcm.googleapis.com``), extra ``timeout`` (seconds, default 10).  Obtaining
-and refreshing the OAuth token from a service account is the connection's business
-(e.g. a secrets backend); the adapter sends what it is given.
+Connection: extra ``service_account`` = the service account's JSON key (as Google gives
+it; the adapter signs a JWT with it, exchanges it for an OAuth access token at the key's
+``token_uri``, caches the token and fetches a new one before it expires or when FCM answers
+401 — see :mod:`baton.delivery.oauth`), or ``password`` (or extra ``token``) = a bearer token
+obtained elsewhere (sent as given); extra ``project`` (or ``project_id``; default the
+service account's ``project_id``), ``host`` = base URL (default
+``https://fcm.googleapis.com``), extra ``timeout`` (seconds, default 10).
 
 Errors: 429 (``Retry-After``), 5xx, timeouts and connection errors are transient; 404
 ``UNREGISTERED`` and 403 ``SENDER_ID_MISMATCH`` reject the token (a suppression
@@ -36,6 +38,7 @@ from baton.delivery.base import (
     RecipientRejectedError,
     SendResult,
 )
+from baton.delivery.oauth import ServiceAccountToken, service_account_info, shared_token
 from baton.errors import ConfigError, TerminalDeliveryError
 
 _REJECTED = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
@@ -50,21 +53,32 @@ class PushAdapter(HttpChannelAdapter):
 
     def __init__(self, conn: ConnectionInfo, *, base_path: Any | None = None) -> None:
         super().__init__(conn, base_path=base_path)
-        token = conn.password or conn.extra_str("token")
-        if not token:
-            raise ConfigError(
-                f"connection {conn.conn_id!r} has no bearer token: set its password (or extra 'token') "
-                "to an OAuth access token for FCM"
-            )
-        self.token = token
-        project = conn.extra_str("project") or conn.extra_str("project_id")
-        if not project:
+        account = conn.extra.get("service_account")
+        self.oauth: ServiceAccountToken | None = None
+        if account:
+            info = service_account_info(account, conn.conn_id)
+            self.oauth = shared_token(info, conn_id=conn.conn_id, timeout=self.timeout, ca_file=self.ca_file)
+            self.token = ""
+        else:
+            info = {}
+            token = conn.password or conn.extra_str("token")
+            if not token:
+                raise ConfigError(
+                    f"connection {conn.conn_id!r} has no credentials for FCM: set extra 'service_account' to the"
+                    " service account's JSON key, or its password (or extra 'token') to an OAuth access token"
+                )
+            self.token = token
+        project = conn.extra_str("project") or conn.extra_str("project_id") or info.get("project_id")
+        if not project or not isinstance(project, str):
             raise ConfigError(f"connection {conn.conn_id!r}: set extra 'project' to the Firebase project id")
         self.project = project
         self.path = f"/v1/projects/{quote(project, safe='')}/messages:send"
 
     def default_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return {} if self.oauth is not None else {"Authorization": f"Bearer {self.token}"}
+
+    def _authorization(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.oauth.get()}"} if self.oauth is not None else {}
 
     def payload(self, msg: OutboundMessage) -> dict[str, Any]:
         """The JSON body of *msg*."""
@@ -88,7 +102,13 @@ class PushAdapter(HttpChannelAdapter):
         if not msg.content.get("title") or not msg.content.get("body"):
             raise TerminalDeliveryError(f"message {msg.message_id}: push content needs a title and a body")
         body = json.dumps(self.payload(msg), separators=(",", ":")).encode("utf-8")
-        resp = self._post(self.path, body, {"Content-Type": "application/json; charset=utf-8"})
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        resp = self._post(self.path, body, {**headers, **self._authorization()})
+        if resp.status_code == 401 and self.oauth is not None:
+            # the token expired early or was revoked: FCM did nothing with the request, so it
+            # is sent once more with a new token
+            self.oauth.invalidate()
+            resp = self._post(self.path, body, {**headers, **self._authorization()})
         if resp.status_code == 200:
             try:
                 name = resp.json().get("name")
