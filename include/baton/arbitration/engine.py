@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from baton.spec import Campaign, Category, Channel, ConsentMode, Policy
 from baton.store.raw import driver_connection
+from baton.store.shards import bucket_sql
 from baton.store.shards import predicate as shard_predicate
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,6 @@ def _bucket_sql(key: str) -> str:
     cost of calling that SQL function, which PostgreSQL does not inline."""
     return (f"((('x' || encode(substring(sha256(convert_to({key}, 'UTF8')) from 1 for 4), 'hex'))"
             "::bit(32)::bigint % 10000)::int)")
-
-
-def _bucket_of(key: str) -> str:
-    """The person's shard hash (``bucket``, see baton.store.shards) of ``key`` inline."""
-    return f"(('x' || substr(md5({key}), 1, 8))::bit(32)::bigint)"
 
 
 @dataclass
@@ -328,7 +324,7 @@ class CycleEngine:
         elif self._has_bucket("_cand"):  # the store's candidates carry the person's hash (see load_batch)
             shard_filter = shard_predicate("bucket", shard, shards)
         else:
-            shard_filter = shard_predicate(_bucket_of("customer_id"), shard, shards)
+            shard_filter = shard_predicate(bucket_sql("customer_id"), shard, shards)
         self._persons(shard_filter)
         lap("people")
         if self._needs_history:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from baton.audience.render import render_audience_sql
 from baton.errors import AudienceError
 from baton.spec import Campaign
+from baton.store.shards import bucket_sql
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +186,7 @@ def _insert_sql(query: str, description: Any) -> str:
         source = f"(select to_jsonb(q) as j from ({query}) q) q"
     return (
         "insert into candidates (batch_id, seq, customer_id, score, channel, payload, expires_at, bucket)"
-        f" select %(_batch)s, row_number() over (), s.*, %(_exp)s,"
-        " ('x' || substr(md5(s.customer_id), 1, 8))::bit(32)::bigint"
+        f" select %(_batch)s, row_number() over (), s.*, %(_exp)s, {bucket_sql('s.customer_id')}"
         f" from (select {select} from {source}) s(customer_id, score, channel, payload)"
     )
 

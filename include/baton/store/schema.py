@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from baton.store.shards import bucket_sql
+
 metadata = sa.MetaData()
 
 TS = sa.DateTime(timezone=True)
@@ -203,8 +205,7 @@ messages = sa.Table(
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Column("batch_id", sa.BigInteger, comment="the candidate row: its payload is the message's"),
     sa.Column("seq", sa.Integer),
-    sa.Column("bucket", sa.BigInteger, sa.Computed("(('x' || substr(md5(customer_id), 1, 8))::bit(32)::bigint)",
-                                                   persisted=True),
+    sa.Column("bucket", sa.BigInteger, sa.Computed(bucket_sql("customer_id"), persisted=True),
               comment=BUCKET_COMMENT),
     # cycle first: a cycle's outbox rows go to the end of the index (arbitration reads the
     # history by scanning, per shard, not per person)

@@ -13,6 +13,11 @@ from __future__ import annotations
 HASH_SPACE = 1 << 32
 
 
+def bucket_sql(key: str) -> str:
+    """SQL: the 32-bit hash (``bucket``) of the text expression ``key``."""
+    return f"(('x' || substr(md5({key}), 1, 8))::bit(32)::bigint)"
+
+
 def bounds(shard: int, shards: int) -> tuple[int, int]:
     """The buckets ``[lo, hi)`` of ``shard`` (of ``shards``)."""
     if not 0 <= shard < shards:
