@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -133,6 +134,14 @@ class CycleEngine:
     def scalar(self, statement: str) -> Any:
         row = self._raw.execute(statement).fetchone()
         return None if row is None else row[0]
+
+    @contextmanager
+    def setting(self, name: str, value: str) -> Iterator[None]:
+        """A planner or memory setting for the statements inside (``set local``, then back to
+        the session's value)."""
+        self.run(f"set local {name} = {value}")
+        yield
+        self.run(f"set local {name} to default")
 
     @property
     def T(self) -> str:  # noqa: N802 - the SPEC's name for the decision time
@@ -391,25 +400,24 @@ class CycleEngine:
         tzcols = "".join(f", coalesce(z.{c}, {self.lit(v)}) as {c}" for c, v in zip(self._tz_columns, default, strict=False))
         # the shard's people: a hash of its candidate rows' people probed by the customers —
         # not a de-duplicated list of them first, the planner's pick that costs twice as much
-        self.run("set local enable_hashagg = off")
-        self.run(
-            "create temp table _p as select x.customer_id, "
-            + ", ".join(f"{expr} as r_{ch}" for ch, expr in reach.items())
-            + f", {ctl.replace('customer_id', 'x.customer_id')} as ctl, x.outs, x.ins"
-            + "".join(f", x.{c}" for c in self._tz_columns)
-            + " from (select cu.customer_id,"
-            f" nullif(btrim(cu.email, {WS}), '') as e, lower(nullif(btrim(cu.email, {WS}), '')) as el,"
-            f" nullif(btrim(cu.phone, {WS}), '') as ph, nullif(btrim(cu.push_token, {WS}), '') as pu,"
-            f" nullif(btrim(cu.postal_address, {WS}), '') as po, cs.outs, cs.ins{tzcols}"
-            " from customers cu"
-            " left join _tzb z on z.name = cu.timezone and z.valid"
-            " left join (select customer_id, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_out')"
-            " as outs, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_in') as ins"
-            " from consents group by customer_id) cs on cs.customer_id = cu.customer_id"
-            f" where cu.customer_id in (select customer_id from _cand where {shard_filter}) offset 0) x"
-            + joins
-        )
-        self.run("set local enable_hashagg to default")
+        with self.setting("enable_hashagg", "off"):
+            self.run(
+                "create temp table _p as select x.customer_id, "
+                + ", ".join(f"{expr} as r_{ch}" for ch, expr in reach.items())
+                + f", {ctl.replace('customer_id', 'x.customer_id')} as ctl, x.outs, x.ins"
+                + "".join(f", x.{c}" for c in self._tz_columns)
+                + " from (select cu.customer_id,"
+                f" nullif(btrim(cu.email, {WS}), '') as e, lower(nullif(btrim(cu.email, {WS}), '')) as el,"
+                f" nullif(btrim(cu.phone, {WS}), '') as ph, nullif(btrim(cu.push_token, {WS}), '') as pu,"
+                f" nullif(btrim(cu.postal_address, {WS}), '') as po, cs.outs, cs.ins{tzcols}"
+                " from customers cu"
+                " left join _tzb z on z.name = cu.timezone and z.valid"
+                " left join (select customer_id, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_out')"
+                " as outs, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_in') as ins"
+                " from consents group by customer_id) cs on cs.customer_id = cu.customer_id"
+                f" where cu.customer_id in (select customer_id from _cand where {shard_filter}) offset 0) x"
+                + joins
+            )
         self.run("analyze _p")
 
     def _history(self, shard: int, shards: int) -> None:
@@ -435,7 +443,7 @@ class CycleEngine:
         lower, upper = self._history_range()
         bounds = f"h.cycle_at >= {self.lit(lower)}::timestamptz"
         bounds += f" and h.cycle_at <= {self.lit(upper)}::timestamptz" if self.live else f" and h.cycle_at <= {T}"
-        cols = []
+        counts: dict[str, str] = {}  # column -> the condition of the messages it counts
         for i, cap in enumerate(caps, start=1):
             cond = ["h.counts_toward_caps", self._hrange(int(cap.window.total_seconds()) if cap.window else None,
                                                          cap.period.value if cap.period else None)]
@@ -443,30 +451,26 @@ class CycleEngine:
                 cond.append(f"h.channel = {self.lit(cap.channel.value)}")
             if cap.tag is not None:
                 cond.append(f"{self.lit(cap.tag)} = any(h.tags)")
-            cols.append(f"count(*) filter (where {' and '.join(cond)})::int as u{i}")
+            counts[f"u{i}"] = " and ".join(cond)
         for j, c in enumerate(self._freq, start=1):
             f = c.frequency
             assert f is not None
             rng = self._hrange(int(f.window.total_seconds()) if f.window else None,
                                f.period.value if f.period else None)
-            cols.append(f"count(*) filter (where h.campaign_id = {self.lit(c.id)} and {rng})::int as f{j}")
-        if not cols:
-            cols.append("count(*)::int as n")
+            counts[f"f{j}"] = f"h.campaign_id = {self.lit(c.id)} and {rng}"
         # hashing the people beats sorting millions of history rows by person (which the
-        # planner picks when it expects few rows per person); the setting is scoped to this
-        # statement
-        self.run("set local enable_sort = off")
-        names = [c.rsplit(" as ", 1)[1] for c in cols]
-        # with the person's other facts (one row per person to look up per candidate row)
-        self.run(
-            "create temp table _st as select p.*, " + ", ".join(f"coalesce(h.{c}, 0) as {c}" for c in names)
-            + " from _p p left join (select h.customer_id, " + ", ".join(cols)
-            + " from messages h join _p p on p.customer_id = h.customer_id"
-            f" where {bounds} and h.status not in {NOT_COUNTING}"
-            + "".join(f" and {w}" for w in where)
-            + " group by h.customer_id) h on h.customer_id = p.customer_id"
-        )
-        self.run("set local enable_sort to default")
+        # planner picks when it expects few rows per person); with the person's other facts
+        # (one row per person to look up per candidate row)
+        with self.setting("enable_sort", "off"):
+            self.run(
+                "create temp table _st as select p.*, " + ", ".join(f"coalesce(h.{c}, 0) as {c}" for c in counts)
+                + " from _p p left join (select h.customer_id, "
+                + ", ".join(f"count(*) filter (where {cond})::int as {c}" for c, cond in counts.items())
+                + " from messages h join _p p on p.customer_id = h.customer_id"
+                f" where {bounds} and h.status not in {NOT_COUNTING}"
+                + "".join(f" and {w}" for w in where)
+                + " group by h.customer_id) h on h.customer_id = p.customer_id"
+            )
         self.run("analyze _st")
 
     def _history_range(self) -> tuple[datetime, datetime]:
@@ -572,28 +576,27 @@ class CycleEngine:
         else:
             walk.append("false as fblock")
         # the sort for distinct on holds the shard's rows in memory (~400MB for 2.5M rows)
-        self.run("set local work_mem = '512MB'")
-        self.run(
-            "create temp table _pc as select customer_id, campaign_id, batch_id, seq, score, rnk, "
-            + ", ".join(self._carried()) + ", " + ", ".join(walk)
-            + f" from (select *, {first} from ("
-            "select r.customer_id, r.campaign_id, r.batch_id, r.seq, r.score, r.rnk, " + rc + ", "
-            + ", ".join(pre + sa + kcols + used)
-            # the person's ranking (over all their rows; the walk passes over rows without a
-            # survivor), computed on the stream that is already in person order: only each
-            # person's few rows are sorted
-            + " from (select d.*, row_number() over (partition by d.customer_id collate \"C\""
-            f" order by {priority} desc, d.score desc, d.campaign_id collate \"C\") as rnk"
-            " from (select distinct on (customer_id collate \"C\", campaign_id collate \"C\")"
-            " customer_id, campaign_id, coalesce(score, 0) as score, channel, expires_at, batch_id, seq from _cand"
-            f" where {shard_filter} and campaign_id in (select campaign_id from _campaigns)"
-            " order by customer_id collate \"C\", campaign_id collate \"C\", coalesce(score, 0) desc, batch_id, seq) d"
-            ") r"
-            " join _campaigns k on k.campaign_id = r.campaign_id"
-            + f" left join {'_st' if hist else '_p'} p on p.customer_id = r.customer_id"
-            + " offset 0) x) y"
-        )
-        self.run("set local work_mem to default")
+        with self.setting("work_mem", "'512MB'"):
+            self.run(
+                "create temp table _pc as select customer_id, campaign_id, batch_id, seq, score, rnk, "
+                + ", ".join(self._carried()) + ", " + ", ".join(walk)
+                + f" from (select *, {first} from ("
+                "select r.customer_id, r.campaign_id, r.batch_id, r.seq, r.score, r.rnk, " + rc + ", "
+                + ", ".join(pre + sa + kcols + used)
+                # the person's ranking (over all their rows; the walk passes over rows without a
+                # survivor), computed on the stream that is already in person order: only each
+                # person's few rows are sorted
+                + " from (select d.*, row_number() over (partition by d.customer_id collate \"C\""
+                f" order by {priority} desc, d.score desc, d.campaign_id collate \"C\") as rnk"
+                " from (select distinct on (customer_id collate \"C\", campaign_id collate \"C\")"
+                " customer_id, campaign_id, coalesce(score, 0) as score, channel, expires_at, batch_id, seq from _cand"
+                f" where {shard_filter} and campaign_id in (select campaign_id from _campaigns)"
+                " order by customer_id collate \"C\", campaign_id collate \"C\", coalesce(score, 0) desc, batch_id, seq) d"
+                ") r"
+                " join _campaigns k on k.campaign_id = r.campaign_id"
+                + f" left join {'_st' if hist else '_p'} p on p.customer_id = r.customer_id"
+                + " offset 0) x) y"
+            )
 
     def _walk(self, caps: list[Any]) -> int:
         """Walk every person's ranking, one rank at a time, all people at once: ``_w{k}`` holds
