@@ -222,14 +222,14 @@ def decide_shard(
             raw.execute("delete from cycle_decisions where cycle_at = %s and shard = %s", (at, shard))
             raw.execute("delete from messages where cycle_at = %s and shard = %s", (at, shard))
 
-            def store_decisions() -> None:
-                raw.execute(
+            def store_decisions() -> int:
+                return int(raw.execute(
                     "insert into cycle_decisions (cycle_at, customer_id, campaign_id, shard, batch_id, seq, priority,"
                     " score, channel, send_at, channels, outcomes, reasons)"
                     " select %s, customer_id, campaign_id, %s, batch_id, seq, priority, score, channel, send_at,"
                     " channels, outcomes, reasons from _dec order by customer_id",  # in index order
                     (at, shard),
-                )
+                ).rowcount)
 
             def store_outbox() -> int:
                 return int(raw.execute(
@@ -244,15 +244,14 @@ def decide_shard(
 
             # shards decide at the same pace: odd shards store in the other order, so that two
             # shards do not insert into the same index pages at the same time
-            messages = 0
-            for step in ("decisions", "outbox") if shard % 2 == 0 else ("outbox", "decisions"):
-                if step == "decisions":
-                    store_decisions()
-                else:
-                    messages = store_outbox()
+            steps = [("decisions", store_decisions), ("outbox", store_outbox)]
+            stored: dict[str, int] = {}
+            for step, store in steps if shard % 2 == 0 else steps[::-1]:
+                stored[step] = store()
                 now = time.perf_counter()
                 stats.timings[f"store {step}"] = now - started
                 started = now
+            messages = stored["outbox"]
             summary = eng.summary()
             for _cid, _ch, outcome, _reason, n in summary:
                 stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + int(n)
