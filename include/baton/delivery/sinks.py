@@ -359,6 +359,11 @@ class _Handler(BaseHTTPRequestHandler):
 Reply = tuple[int, dict[str, Any], dict[str, str]]
 
 
+def _form(body: bytes) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body (the first value of each field)."""
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
+
+
 def _twilio_error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Reply:
     body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
     return status, body, headers or {}
@@ -513,7 +518,7 @@ class ProviderEmulator(_Server):
     def _oauth_token(self, body: bytes) -> Reply:
         import jwt
 
-        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        form = _form(body)
         with self._lock:
             self.token_requests += 1
             account = self._account
@@ -649,7 +654,7 @@ class ProviderEmulator(_Server):
             return _twilio_error(401, 20003, "Authenticate")
         if "application/x-www-form-urlencoded" not in headers.get("Content-Type", ""):
             return _twilio_error(400, 21601, "the request must be form-encoded")
-        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
+        form = _form(body)
         to, text = form.get("To", ""), form.get("Body", "")
         if not to:
             return _twilio_error(400, 21604, "A 'To' phone number is required.")
