@@ -28,7 +28,7 @@ os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", os.path.join(ROOT, "plugi
 AIRFLOW_TEST_DB = "airflow_test"
 
 
-def _fresh_database(prefix: str) -> Iterator[Engine]:
+def _fresh_database(prefix: str, *, migrate: bool = True) -> Iterator[Engine]:
     from baton.store import engine as store_engine
     from baton.store.migrate import upgrade
 
@@ -37,7 +37,8 @@ def _fresh_database(prefix: str) -> Iterator[Engine]:
     url = base.set(database=name)
     store_engine.ensure_database(url)
     eng = sa.create_engine(url)
-    upgrade(eng)
+    if migrate:
+        upgrade(eng)
     try:
         yield eng
     finally:
@@ -58,6 +59,12 @@ def store_engine() -> Iterator[Engine]:
 def fresh_store() -> Iterator[Engine]:
     """A migrated store database for one test."""
     yield from _fresh_database("baton_t")
+
+
+@pytest.fixture()
+def empty_store() -> Iterator[Engine]:
+    """A database without tables for one test (e.g. to migrate step by step)."""
+    yield from _fresh_database("baton_mig", migrate=False)
 
 
 def airflow_test_url() -> str:

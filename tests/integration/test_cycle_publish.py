@@ -21,6 +21,8 @@ from baton.arbitration.cycle import begin_cycle, commit_cycle, decide_shard
 from baton.audience.load import load_batch
 from baton.delivery.outbox import Outbox
 from baton.spec import Campaign, Policy
+from baton.store.migrate import upgrade
+from baton.store.shards import shard_of
 
 pytestmark = pytest.mark.integration
 
@@ -139,37 +141,22 @@ def test_one_persons_decisions_across_cycles(fresh_store: Engine) -> None:
     assert rows[0].send_at == T1 and rows[2].send_at is None
 
 
-def test_migration_0003_keeps_existing_decisions() -> None:
-    import uuid
-
-    from baton.store import engine as store_engine
-    from baton.store.migrate import upgrade
-
-    base = store_engine.server_url()
-    url = base.set(database=f"baton_mig_{uuid.uuid4().hex[:10]}")
-    store_engine.ensure_database(url)
-    engine = sa.create_engine(url)
-    try:
-        upgrade(engine, "0002")  # the per-alternative table of 0001-0002
-        with engine.begin() as conn:
-            conn.execute(sa.text(
-                "insert into decisions values"
-                " (:t, 'a', 'promo', 'email', 1, 1, 0, 'no_consent', 'opt_out email', null, 50, 1),"
-                " (:t, 'a', 'promo', 'push', 1, 1, 0, 'selected', null, :t, 50, 1),"
-                " (:t, 'b', 'promo', 'email', 1, 2, 0, 'capped', 'one_a_day', null, 50, 2),"
-                " (:t, 'b', 'promo', 'push', 1, 2, 0, 'channel_alternative', 'first surviving channel: email',"
-                " null, 50, 2)"), {"t": T1})
-        upgrade(engine)
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "select customer_id, channel, outcome, reason, send_at from decisions order by 1, 2")).all()
-            stored = conn.execute(sa.text("select count(*) from cycle_decisions")).scalar()
-    finally:
-        engine.dispose()
-        admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'drop database if exists "{url.database}" with (force)')
-        admin.dispose()
+def test_migration_0003_keeps_existing_decisions(empty_store: Engine) -> None:
+    engine = empty_store
+    upgrade(engine, "0002")  # the per-alternative table of 0001-0002
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "insert into decisions values"
+            " (:t, 'a', 'promo', 'email', 1, 1, 0, 'no_consent', 'opt_out email', null, 50, 1),"
+            " (:t, 'a', 'promo', 'push', 1, 1, 0, 'selected', null, :t, 50, 1),"
+            " (:t, 'b', 'promo', 'email', 1, 2, 0, 'capped', 'one_a_day', null, 50, 2),"
+            " (:t, 'b', 'promo', 'push', 1, 2, 0, 'channel_alternative', 'first surviving channel: email',"
+            " null, 50, 2)"), {"t": T1})
+    upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select customer_id, channel, outcome, reason, send_at from decisions order by 1, 2")).all()
+        stored = conn.execute(sa.text("select count(*) from cycle_decisions")).scalar()
     assert stored == 2
     assert [tuple(r) for r in rows] == [
         ("a", "email", "no_consent", "opt_out email", None),
@@ -179,45 +166,28 @@ def test_migration_0003_keeps_existing_decisions() -> None:
     ]
 
 
-def test_migration_0004_has_unpublished_cycles_decide_again() -> None:
+def test_migration_0004_has_unpublished_cycles_decide_again(empty_store: Engine) -> None:
     """Shards change their people at 0004: a cycle still deciding loses its shards' unpublished
     rows (so each shard decides again under the new assignment); decided cycles keep theirs."""
-    import uuid
-
-    from baton.store import engine as store_engine
-    from baton.store.migrate import upgrade
-
-    base = store_engine.server_url()
-    url = base.set(database=f"baton_mig_{uuid.uuid4().hex[:10]}")
-    store_engine.ensure_database(url)
-    engine = sa.create_engine(url)
-    try:
-        upgrade(engine, "0003")
-        with engine.begin() as conn:
-            for t, status in ((T1, "decided"), (T2, "deciding")):
-                conn.execute(sa.text(
-                    "insert into cycles (cycle_at, status, shards, shard_outcomes) values (:t, :s, 2, '{\"0\": []}')"),
-                    {"t": t, "s": status})
-                conn.execute(sa.text(
-                    "insert into cycle_decisions (cycle_at, customer_id, campaign_id, channels, outcomes)"
-                    " values (:t, 'a', 'promo', 'e', 's')"), {"t": t})
-                conn.execute(sa.text(
-                    "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at)"
-                    " values (:t, 'a', 'promo', 'email', :t)"), {"t": t})
-        upgrade(engine)
-        with engine.connect() as conn:
-            left = {table: conn.execute(sa.text(f"select cycle_at from {table}")).scalars().all()
-                    for table in ("cycle_decisions", "messages")}
-            outcomes = dict(conn.execute(sa.text("select cycle_at, shard_outcomes from cycles")).all())
-            shard_of_a = conn.execute(sa.text("select baton_shard('a', 2)")).scalar()
-    finally:
-        engine.dispose()
-        admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'drop database if exists "{url.database}" with (force)')
-        admin.dispose()
+    engine = empty_store
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        for t, status in ((T1, "decided"), (T2, "deciding")):
+            conn.execute(sa.text(
+                "insert into cycles (cycle_at, status, shards, shard_outcomes) values (:t, :s, 2, '{\"0\": []}')"),
+                {"t": t, "s": status})
+            conn.execute(sa.text(
+                "insert into cycle_decisions (cycle_at, customer_id, campaign_id, channels, outcomes)"
+                " values (:t, 'a', 'promo', 'e', 's')"), {"t": t})
+            conn.execute(sa.text(
+                "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at)"
+                " values (:t, 'a', 'promo', 'email', :t)"), {"t": t})
+    upgrade(engine)
+    with engine.connect() as conn:
+        left = {table: conn.execute(sa.text(f"select cycle_at from {table}")).scalars().all()
+                for table in ("cycle_decisions", "messages")}
+        outcomes = dict(conn.execute(sa.text("select cycle_at, shard_outcomes from cycles")).all())
+        shard_of_a = conn.execute(sa.text("select baton_shard('a', 2)")).scalar()
     assert left == {"cycle_decisions": [T1], "messages": [T1]}
     assert outcomes == {T1: {"0": []}, T2: {}}
-    from baton.store.shards import shard_of
-
     assert shard_of_a == shard_of(int(hashlib.md5(b"a").hexdigest()[:8], 16), 2)
