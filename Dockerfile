@@ -3,15 +3,11 @@
 # code changes need no rebuild; dependency changes do (docker compose build).
 FROM apache/airflow:3.3.2-python3.11
 
-# runtime dependencies only: the development/test tools at the end of requirements.txt
-# (and pgserver, the embedded database for laptops) stay out of the image.  The base
-# image already ships the Celery, Redis and FAB providers that the compose file uses.
+# runtime dependencies only (requirements.txt): the development and test tools, and pgserver
+# (the embedded database of laptops), are in requirements-dev.txt and stay out of the image.
+# The base image already ships the Celery, Redis and FAB providers that the compose file uses.
 COPY --chown=airflow:root requirements.txt constraints.txt /opt/baton/
-RUN sed -e '/^# development and tests/,$d' -e '/^pgserver==/d' /opt/baton/requirements.txt \
-        > /opt/baton/requirements-runtime.txt \
-    && pip install --no-cache-dir \
-        -r /opt/baton/requirements-runtime.txt \
-        -c /opt/baton/constraints.txt
+RUN pip install --no-cache-dir -r /opt/baton/requirements.txt -c /opt/baton/constraints.txt
 
 COPY --chown=airflow:root include/ /opt/airflow/include/
 COPY --chown=airflow:root dags/ /opt/airflow/dags/

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 export BATON_HOME := $(CURDIR)
-export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
+export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/dev$(if $(PYTHONPATH),:$(PYTHONPATH))
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
@@ -17,18 +17,18 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Baton needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the pinned requirements
 
 demo: $(STAMP) ## seed 10,000 customers, run the campaigns through a real Airflow scheduler, print the numbers, keep the UI up
-	$(BIN)/python -m baton.demo
+	$(BIN)/python -m baton_dev.demo
 
 test: $(STAMP) ## run the whole test suite (unit, dags, integration) on the embedded Postgres
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -37,7 +37,8 @@ test-fast: $(STAMP) ## unit tests only (no database, no Airflow)
 	$(BIN)/python -m pytest -q -m unit $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy (strict on include/baton)
-	$(BIN)/ruff check include dags plugins tests bench
+	$(BIN)/ruff check include dev dags plugins tests bench
+	$(BIN)/ruff format --check include dev dags plugins tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP) ## benchmarks that print their figures (see README)

@@ -23,17 +23,17 @@ from rich.table import Table
 
 from baton.delivery.channels import adapter_for
 from baton.delivery.outbox import DeliverySettings, deliver_shard
-from baton.delivery.sinks import ProviderEmulator, SmtpSink
 from baton.spec import Campaign
 from baton.store import engine as store_engine
 from baton.store.migrate import upgrade
+from baton_dev.sinks import ProviderEmulator, SmtpSink
 
 console = Console()
 ROOT = Path(__file__).resolve().parents[1]
 
 SERVERS = """
 import sys, time, tempfile
-from baton.delivery.sinks import SmtpSink, ProviderEmulator
+from baton_dev.sinks import SmtpSink, ProviderEmulator
 d = tempfile.mkdtemp()
 smtp = SmtpSink(maildir=d + "/maildir"); smtp.start()
 http = ProviderEmulator(); http.start()

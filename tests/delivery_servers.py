@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from baton.delivery.base import OutboundMessage, Recipient
-from baton.delivery.sinks import ProviderEmulator, SmtpSink
+from baton_dev.sinks import ProviderEmulator, SmtpSink
 
 __all__ = [
     "free_port",

@@ -13,7 +13,13 @@ class BatonError(Exception):
 
 
 class ConfigError(BatonError):
-    """Configuration (environment, connections, paths) is missing or wrong."""
+    """Configuration (environment, connections, paths) is missing or wrong: a user mistake,
+    never retried."""
+
+
+class ServiceUnavailableError(BatonError):
+    """A service Baton depends on (the secrets backend, the store's database) cannot be
+    reached right now: transient, so a task fails and Airflow retries it."""
 
 
 class SpecError(BatonError):

@@ -111,8 +111,8 @@ def _populate(engine: Engine, people: int = 60) -> None:
 
 
 def _run_cycle(dags_folder: Path) -> None:
-    from baton.airflow.arbitration import build_arbitration_dag
-    from baton.airflow.campaigns import build_campaign_dags
+    from baton.airflow.dags.arbitration import build_arbitration_dag
+    from baton.airflow.dags.campaigns import build_campaign_dags
 
     for dag in build_campaign_dags(dags_folder).values():
         assert dag.test(logical_date=T).state == "success", dag.dag_id
@@ -208,7 +208,7 @@ def test_cycle_decides_commits_and_holds_the_invariants(
         assert summary.get(outcome, 0) > 0, outcome
 
     # a rerun of the decided cycle changes nothing
-    from baton.airflow.arbitration import build_arbitration_dag
+    from baton.airflow.dags.arbitration import build_arbitration_dag
 
     assert build_arbitration_dag(dags_folder).test(logical_date=T).state == "success"
     assert _decisions(env) == decisions

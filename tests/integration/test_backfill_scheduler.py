@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from baton.delivery.sinks import SmtpSink
+from baton_dev.sinks import SmtpSink
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +93,7 @@ def airflow_stack(fresh_store: Engine, tmp_path: Path) -> Iterator[tuple[dict[st
         "BATON_UNSUBSCRIBE_SECRET": "backfill-test-secret-" + "q" * 32,
         "AIRFLOW_CONN_BATON_EMAIL": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
                                                 "extra": {"from": "shop@example.com"}}),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), env.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "dev"), env.get("PYTHONPATH", "")]),
     })
     airflow = [sys.executable, "-m", "airflow"]
     subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True)

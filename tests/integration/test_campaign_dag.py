@@ -83,7 +83,7 @@ def store_env(fresh_store: Engine, dags_folder: Path, monkeypatch: pytest.Monkey
 
 def test_campaign_dag_writes_and_replaces_its_batch(airflow_db: str, store_env: Engine, dags_folder: Path) -> None:
     fresh_store = store_env
-    from baton.airflow.campaigns import build_campaign_dags
+    from baton.airflow.dags.campaigns import build_campaign_dags
 
     dag = build_campaign_dags(dags_folder)["campaign__cart_test"]
     inside = START + timedelta(minutes=10)
@@ -134,7 +134,7 @@ def test_campaign_dag_writes_and_replaces_its_batch(airflow_db: str, store_env: 
 
 def test_decided_batch_is_not_replaced(airflow_db: str, store_env: Engine, dags_folder: Path) -> None:
     fresh_store = store_env
-    from baton.airflow.campaigns import build_campaign_dags
+    from baton.airflow.dags.campaigns import build_campaign_dags
 
     dag = build_campaign_dags(dags_folder)["campaign__cart_test"]
     _events(fresh_store, [("c1", START + timedelta(minutes=1), 50, "boots")])

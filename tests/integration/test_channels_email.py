@@ -10,8 +10,8 @@ import delivery_servers
 from baton.delivery import ChannelTransientError, RecipientRejectedError, SendResult, adapter_for
 from baton.delivery.base import ConnectionInfo
 from baton.delivery.channels.email import EmailAdapter, split_address
-from baton.delivery.sinks import SmtpSink
 from baton.errors import TerminalDeliveryError, TransientDeliveryError
+from baton_dev.sinks import SmtpSink
 from delivery_servers import free_port, make_message, make_recipient, self_signed_cert, server_tls_context
 
 pytestmark = pytest.mark.integration

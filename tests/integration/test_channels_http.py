@@ -16,8 +16,8 @@ from baton.delivery import (
     retry_after_of,
 )
 from baton.delivery.base import ChannelAdapter, ConnectionInfo
-from baton.delivery.sinks import ProviderEmulator
 from baton.errors import ConfigError, TerminalDeliveryError
+from baton_dev.sinks import ProviderEmulator
 from delivery_servers import free_port, make_message, make_recipient
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from baton.delivery.sinks import ProviderEmulator, SmtpSink
+from baton_dev.sinks import ProviderEmulator, SmtpSink
 from conftest import point_airflow_at
 
 pytestmark = pytest.mark.integration
@@ -107,8 +107,8 @@ def _populate(engine: Engine, at: datetime, people: int = 30) -> None:
 
 
 def _cycle(dags: Path, at: datetime, conf: dict | None = None) -> None:
-    from baton.airflow.arbitration import build_arbitration_dag
-    from baton.airflow.campaigns import build_campaign_dags
+    from baton.airflow.dags.arbitration import build_arbitration_dag
+    from baton.airflow.dags.campaigns import build_campaign_dags
 
     for dag in build_campaign_dags(dags).values():
         assert dag.test(logical_date=at).state == "success"
@@ -138,7 +138,7 @@ def test_selected_messages_arrive_exactly_once(env: Engine, servers, airflow_db:
     assert all(m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" for m in mails)
 
     # rerunning the decided cycle (and its delivery) sends nothing more
-    from baton.airflow.arbitration import build_arbitration_dag
+    from baton.airflow.dags.arbitration import build_arbitration_dag
 
     assert build_arbitration_dag(tmp_path / "dags").test(logical_date=now).state == "success"
     assert smtp.duplicates == 0 and smtp.received == len(by_channel["email"])
@@ -174,7 +174,7 @@ def test_flaky_provider_gets_every_message_once(env: Engine, servers, airflow_db
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     _populate(env, now)
     _cycle(tmp_path / "dags", now)
-    from baton.airflow.arbitration import build_arbitration_dag
+    from baton.airflow.dags.arbitration import build_arbitration_dag
     from baton.delivery import outbox
 
     # transient failures were put back with a backoff; make them due and deliver again until done

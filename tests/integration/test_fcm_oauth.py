@@ -12,8 +12,8 @@ import pytest
 import delivery_servers
 from baton.delivery import ChannelTransientError, adapter_for
 from baton.delivery.oauth import REFRESH_MARGIN, ServiceAccountToken
-from baton.delivery.sinks import ProviderEmulator
 from baton.errors import ConfigError
+from baton_dev.sinks import ProviderEmulator
 from delivery_servers import make_message
 
 pytestmark = pytest.mark.integration

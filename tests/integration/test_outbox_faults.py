@@ -26,8 +26,8 @@ from sqlalchemy.engine import Engine
 
 from baton.delivery.channels import adapter_for
 from baton.delivery.outbox import DeliverySettings, deliver_shard
-from baton.delivery.sinks import ProviderEmulator, SmtpSink
 from baton.spec import Campaign
+from baton_dev.sinks import ProviderEmulator, SmtpSink
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_sigkill_mid_batch_then_retry_delivers_every_message(fresh_store: Engine
         conn = sink.connection()
         code = WORKER.format(tests=str(ROOT / "tests" / "integration"), templates=str(tmp_path), channel="email",
                              conn=dict(conn.__dict__), url=fresh_store.url.render_as_string(hide_password=False))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "tests")]))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "dev"), str(ROOT / "tests")]))
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
         assert proc.stdout is not None
         sent_lines = 0
@@ -134,7 +134,7 @@ def test_sigkill_sms_worker_provider_keeps_one_copy(fresh_store: Engine, tmp_pat
         conn = http.sms_connection()
         code = WORKER.format(tests=str(ROOT / "tests" / "integration"), templates=str(tmp_path), channel="sms",
                              conn=dict(conn.__dict__), url=fresh_store.url.render_as_string(hide_password=False))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "tests")]))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "dev"), str(ROOT / "tests")]))
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 60
         while len(http.accepted) < 80 and time.monotonic() < deadline:

@@ -45,7 +45,7 @@ def create_app() -> Any:
 
     @app.post("/unsubscribe/{token}", response_class=HTMLResponse)
     def unsubscribe(token: str) -> str:
-        from baton.airflow.store import store_engine
+        from baton.airflow.hooks.store import store_engine
         from baton.delivery.feedback import record_unsubscribe
 
         claim = _claim(token)

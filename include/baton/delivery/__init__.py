@@ -3,8 +3,8 @@
 This package holds the Airflow-free parts: the channel-adapter family
 (:mod:`baton.delivery.base`, :mod:`baton.delivery.channels`), message rendering in
 Jinja's sandbox (:mod:`baton.delivery.render`), signed unsubscribe links
-(:mod:`baton.delivery.unsubscribe`) and, for tests and the demo, real SMTP and HTTP
-servers on loopback (:mod:`baton.delivery.sinks`, imported on demand only).
+(:mod:`baton.delivery.unsubscribe`) and the outbox (:mod:`baton.delivery.outbox`).  The
+SMTP sink and provider emulators of the tests and the demo live in ``baton_dev.sinks``.
 """
 
 from __future__ import annotations

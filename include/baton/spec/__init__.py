@@ -9,7 +9,7 @@ from __future__ import annotations
 from baton.spec.durations import parse_duration
 from baton.spec.enums import Category, Channel, ConsentMode, Outcome, Period
 from baton.spec.issues import SpecIssue, SpecValidationError
-from baton.spec.loader import load_campaign, load_campaigns, load_policy, validate_paths
+from baton.spec.loader import load_campaign, load_campaigns, load_deployment, load_policy, validate_paths
 from baton.spec.models import (
     Audience,
     AudienceMessage,
@@ -49,6 +49,7 @@ __all__ = [
     "SpecValidationError",
     "load_campaign",
     "load_campaigns",
+    "load_deployment",
     "load_policy",
     "parse_duration",
     "validate_paths",

@@ -123,7 +123,7 @@ def _load_each(files: Iterable[Path], templates_dir: Path | None) -> tuple[list[
 
 
 def load_campaigns(
-    directory: Path, templates_dir: Path | None = None
+    directory: Path, templates_dir: Path | None = None, *, policy: Policy | None = None
 ) -> tuple[list[Campaign], list[SpecIssue]]:
     """Load every ``*.yaml``/``*.yml`` file of *directory* (sorted by name; hidden files are skipped).
 
@@ -170,6 +170,18 @@ def load_policy(path: Path) -> Policy:
     if policy is None:
         raise SpecValidationError(issues)
     return policy
+
+
+def load_deployment(dags_folder: Path) -> tuple[Policy, list[Campaign]]:
+    """The deployment of *dags_folder*: its policy and its valid, enabled campaigns.
+
+    Raises :class:`SpecValidationError` when the policy is invalid; invalid campaign files are
+    left out (their DAGs are placeholders that show the errors).
+    """
+    folder = Path(dags_folder)
+    policy = load_policy(folder / "policy.yaml")
+    campaigns, _issues = load_campaigns(folder / "campaigns", folder / "templates")
+    return policy, [c for c in campaigns if c.enabled]
 
 
 def _is_policy(path: Path) -> bool:

@@ -86,16 +86,20 @@ def embedded_dir() -> Path:
     return baton_home() / ".baton" / "pg"
 
 
-def _normalise(url: str) -> URL:
+def normalise_url(url: str, *, source: str = "BATON_DATABASE_URL") -> URL:
+    """*url* as a SQLAlchemy URL with Baton's driver (psycopg 3); ConfigError naming *source* when it
+    is not a PostgreSQL URL."""
     try:
         u = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError
         raise ConfigError(
-            f"BATON_DATABASE_URL is not a valid database URL ({exc}); "
+            f"{source} is not a valid database URL ({exc}); "
             "expected e.g. postgresql://user:password@host:5432/baton"
         ) from exc
-    if not u.drivername.startswith("postgresql"):
-        raise ConfigError(f"BATON_DATABASE_URL must point to PostgreSQL, got driver {u.drivername!r}")
+    if not u.drivername.startswith("postgres"):
+        raise ConfigError(f"{source} must point to PostgreSQL, got driver {u.drivername!r}")
+    if not u.database:
+        raise ConfigError(f"{source} names no database: add it, e.g. postgresql://user:password@host:5432/baton")
     return u.set(drivername="postgresql+psycopg")
 
 
@@ -104,9 +108,16 @@ def start_embedded() -> URL:
 
     The returned URL names the ``postgres`` maintenance database.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver  # lazily: only needed without BATON_DATABASE_URL
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pgserver  # lazily: only needed without BATON_DATABASE_URL
+    except ImportError:
+        raise ConfigError(
+            "BATON_DATABASE_URL is not set and the embedded PostgreSQL (pgserver) is not installed: set "
+            "BATON_DATABASE_URL=postgresql://user:password@host:5432/baton, or install the development "
+            "requirements (make install) for an embedded server"
+        ) from None
 
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     pgdata = embedded_dir()
@@ -193,7 +204,7 @@ def server_url() -> URL:
     """URL of the PostgreSQL server (database part to be replaced by the caller)."""
     env = os.environ.get("BATON_DATABASE_URL")
     if env:
-        return _normalise(env)
+        return normalise_url(env)
     return _embedded_url()
 
 
@@ -242,7 +253,7 @@ _engines: dict[str, Engine] = {}
 
 def get_engine(url: URL | str | None = None, **kwargs: Any) -> Engine:
     """A cached engine for the store (or for ``url``)."""
-    u = store_url() if url is None else (_normalise(url) if isinstance(url, str) else url)
+    u = store_url() if url is None else (normalise_url(url) if isinstance(url, str) else url)
     key = u.render_as_string(hide_password=False)
     eng = _engines.get(key)
     if eng is None:

@@ -41,11 +41,39 @@ from baton.store.engine import (
 
 console = Console(width=None if sys.stdout.isatty() else 130)
 
-DEMO_CUSTOMERS = int(os.environ.get("BATON_DEMO_CUSTOMERS", "10000"))
-DEMO_DAYS = int(os.environ.get("BATON_DEMO_DAYS", "30"))
-DEMO_SEED = int(os.environ.get("BATON_DEMO_SEED", "42"))
-PORT = int(os.environ.get("BATON_DEMO_PORT", "8080"))
-RUN_TIMEOUT = float(os.environ.get("BATON_DEMO_TIMEOUT", "600"))
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """A yes/no knob: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (any case); unset is *default*."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SystemExit(f"{name}={raw!r}: write 1 or 0 (also true/false, yes/no, on/off)")
+
+
+def env_number(name: str, default: float) -> float:
+    """A numeric knob; a value that is not a number stops the demo with a message naming it."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number") from None
+
+
+DEMO_CUSTOMERS = int(env_number("BATON_DEMO_CUSTOMERS", 10000))
+DEMO_DAYS = int(env_number("BATON_DEMO_DAYS", 30))
+DEMO_SEED = int(env_number("BATON_DEMO_SEED", 42))
+PORT = int(env_number("BATON_DEMO_PORT", 8080))
+RUN_TIMEOUT = env_number("BATON_DEMO_TIMEOUT", 600)
 
 
 @dataclass
@@ -103,7 +131,7 @@ def _secret(path: Path) -> str:
 def channel_connections(smtp_port: int, http_port: int, push_account: dict[str, Any] | None = None) -> dict[str, str]:
     """Airflow Connections (as AIRFLOW_CONN_* JSON) pointing the channels at the local sinks;
     push authenticates with the service account ``push_account`` (OAuth, as with FCM) when given."""
-    from baton.delivery.sinks import ProviderEmulator
+    from baton_dev.sinks import ProviderEmulator
 
     emu = ProviderEmulator()
     push: dict[str, Any] = (
@@ -443,10 +471,10 @@ def main() -> None:
     home = root / ".baton" / "airflow"
     (home / "logs").mkdir(parents=True, exist_ok=True)
     ensure_database(make_url(airflow_sql_alchemy_conn()).set(drivername="postgresql+psycopg"))
-    from baton.delivery.sinks import ProviderEmulator, SmtpSink
+    from baton_dev.sinks import ProviderEmulator, SmtpSink
 
-    smtp = SmtpSink(port=int(os.environ.get("BATON_DEMO_SMTP_PORT", "2525")), maildir=root / ".baton" / "maildir")
-    http = ProviderEmulator(port=int(os.environ.get("BATON_DEMO_PROVIDER_PORT", "8025")),
+    smtp = SmtpSink(port=int(env_number("BATON_DEMO_SMTP_PORT", 2525)), maildir=root / ".baton" / "maildir")
+    http = ProviderEmulator(port=int(env_number("BATON_DEMO_PROVIDER_PORT", 8025)),
                             store=root / ".baton" / "provider")
     smtp.start()
     http.start()
@@ -482,7 +510,7 @@ def main() -> None:
             f"  URL:   [bold]http://localhost:{PORT}[/bold]\n  login: [bold]admin[/bold] / [bold]{password}[/bold]\n"
             f"  logs:  {home / 'logs'}\n  Press Ctrl-C to stop every process this demo started."
         )
-        if os.environ.get("BATON_DEMO_EXIT"):
+        if env_flag("BATON_DEMO_EXIT"):
             return
         while True:
             af.check_alive()

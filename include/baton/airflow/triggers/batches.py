@@ -30,7 +30,7 @@ class BatchesReadyTrigger(BaseTrigger):
         )
 
     def _check(self) -> tuple[list[str], list[str]]:
-        from baton.airflow.store import store_engine
+        from baton.airflow.hooks.store import store_engine
         from baton.arbitration.cycle import batch_readiness
 
         expected = {k: datetime.fromisoformat(v) for k, v in self.expected.items()}

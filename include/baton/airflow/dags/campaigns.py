@@ -17,7 +17,8 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
 
-from baton.spec import Campaign, SpecIssue, load_campaigns
+from baton.spec import Campaign, Policy, SpecIssue, SpecValidationError, load_campaigns, load_policy
+from baton.spec.issues import FILE_FIELD
 from baton.spec.schedule import cron_of
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ DEFAULT_RETRIES = 2
 
 
 def candidates_asset(campaign_id: str) -> Asset:
+    """The Asset a campaign's runs emit when its batch is written: ``baton://candidates/<id>``."""
     return Asset(uri=f"baton://candidates/{campaign_id}", name=f"candidates__{campaign_id}", group="baton")
 
 
@@ -39,6 +41,7 @@ def interval_timetable(schedule: str) -> CronDataIntervalTimetable:
 
 
 def dag_id_for(campaign_id: str) -> str:
+    """The DAG id of a campaign: ``campaign__<id>``."""
     return f"campaign__{campaign_id}"
 
 
@@ -74,6 +77,7 @@ def _cap_text(c: Campaign) -> str:
 
 
 def build_campaign_dag(campaign: Campaign, source: Path, dags_folder: Path) -> DAG:
+    """The DAG of one valid campaign: one task, ``build_candidates``, emitting the campaign's Asset."""
     asset = candidates_asset(campaign.id)
     default_args: dict[str, Any] = {
         "owner": campaign.owner,
@@ -99,7 +103,8 @@ def build_campaign_dag(campaign: Campaign, source: Path, dags_folder: Path) -> D
 
         @task(task_id="build_candidates", outlets=[asset])
         def build_candidates(**context: Any) -> dict[str, Any]:
-            from baton.airflow.tasks import run_campaign_batch
+            """Run the audience query into the candidate batch of the cycle this run feeds."""
+            from baton.airflow.tasks.campaign import run_campaign_batch
 
             return run_campaign_batch(campaign, dags_folder, context, asset)
 
@@ -111,10 +116,12 @@ def _safe_id(stem: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", stem)[:200] or "unnamed"
 
 
-def build_invalid_dag(stem: str, issues: list[SpecIssue]) -> DAG:
+def build_invalid_dag(stem: str, issues: list[SpecIssue], dag_id: str | None = None) -> DAG:
+    """The placeholder of an invalid campaign file: paused, never scheduled, tagged ``invalid``; its
+    documentation lists every error and its one task fails with them (no retries)."""
     text = "\n".join(str(i) for i in issues)
     with DAG(
-        dag_id=dag_id_for(_safe_id(stem)),
+        dag_id=dag_id or dag_id_for(_safe_id(stem)),
         dag_display_name=f"INVALID campaign file: {stem}",
         schedule=None,
         start_date=datetime(2026, 1, 1),
@@ -129,6 +136,7 @@ def build_invalid_dag(stem: str, issues: list[SpecIssue]) -> DAG:
 
         @task(task_id="invalid_campaign_file", retries=0)
         def invalid_campaign_file() -> None:
+            """Fail at once (no retries) with the file's errors."""
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException("campaign file is invalid:\n" + text)
@@ -137,21 +145,43 @@ def build_invalid_dag(stem: str, issues: list[SpecIssue]) -> DAG:
     return dag
 
 
+def _policy_for_checks(dags_folder: Path) -> Policy | None:
+    """The policy campaigns are checked against (its ``topics``); None when it is invalid (its own
+    DAG, ``baton_arbitration``, shows those errors)."""
+    try:
+        return load_policy(dags_folder / "policy.yaml")
+    except SpecValidationError:
+        return None
+
+
 def build_campaign_dags(dags_folder: Path) -> dict[str, DAG]:
-    """All campaign DAGs of ``dags_folder/campaigns`` keyed by dag_id."""
+    """All campaign DAGs of ``dags_folder/campaigns`` keyed by dag_id.
+
+    A file that does not validate — or whose DAG cannot be built for any other reason — becomes
+    its placeholder DAG; it never hides another file's DAG.
+    """
     campaigns_dir = dags_folder / "campaigns"
-    campaigns, issues = load_campaigns(campaigns_dir, dags_folder / "templates")
+    campaigns, issues = load_campaigns(campaigns_dir, dags_folder / "templates", policy=_policy_for_checks(dags_folder))
     dags: dict[str, DAG] = {}
     for c in campaigns:
         if not c.enabled:
             log.info("campaign %s is disabled: no DAG", c.id)
             continue
-        dags[dag_id_for(c.id)] = build_campaign_dag(c, campaigns_dir / f"{c.id}.yaml", dags_folder)
+        source = campaigns_dir / f"{c.id}.yaml"
+        try:
+            dags[dag_id_for(c.id)] = build_campaign_dag(c, source, dags_folder)
+        except Exception as exc:  # a bug must not take the other campaigns down
+            log.exception("campaign %s: its DAG could not be built", c.id)
+            issues.append(SpecIssue(source, 1, FILE_FIELD, f"the DAG could not be built ({type(exc).__name__}: {exc})"))
     by_file: dict[Path, list[SpecIssue]] = defaultdict(list)
     for issue in issues:
         by_file[issue.file].append(issue)
     for file, file_issues in sorted(by_file.items()):
         log.error("invalid campaign file %s:\n%s", file, "\n".join(str(i) for i in file_issues))
-        dag = build_invalid_dag(Path(file).stem, file_issues)
-        dags.setdefault(dag.dag_id, dag)
+        dag_id = dag_id_for(_safe_id(Path(file).stem))
+        if dag_id in dags:  # another file has this id (x.yaml beside x.yml, or x-y.yaml beside x_y.yaml)
+            dag_id = dag_id_for(_safe_id(Path(file).name))
+        if dag_id in dags:
+            continue
+        dags[dag_id] = build_invalid_dag(Path(file).stem, file_issues, dag_id)
     return dags

@@ -1,0 +1,1 @@
+"""Baton's operators: the cycle's deferrable wait for its campaigns (:mod:`.wait`)."""
