@@ -76,14 +76,27 @@ def build_specs() -> tuple[Policy, list[Campaign]]:
     campaigns = []
     for cid, prio, cat, chans, tags, _share, holdout in CAMPAIGNS:
         spec: dict[str, Any] = {
-            "id": cid, "name": cid.replace("_", " "), "owner": "bench", "schedule": "@hourly",
-            "start_date": "2026-01-01", "priority": prio, "category": cat, "channels": chans, "tags": tags,
-            "holdout_percent": holdout, "params": {"cid": cid},
-            "audience": {"sql": "select customer_id, score, item_name from bench_audience"
-                                " where campaign_id = {{ params.cid }} order by seq"},
+            "id": cid,
+            "name": cid.replace("_", " "),
+            "owner": "bench",
+            "schedule": "@hourly",
+            "start_date": "2026-01-01",
+            "priority": prio,
+            "category": cat,
+            "channels": chans,
+            "tags": tags,
+            "holdout_percent": holdout,
+            "params": {"cid": cid},
+            "audience": {
+                "sql": "select customer_id, score, item_name from bench_audience"
+                " where campaign_id = {{ params.cid }} order by seq"
+            },
             "message": {
-                "email": {"subject": "s", "html": "h"}, "sms": {"text": "t"}, "push": {"title": "t", "body": "b"},
-                "direct_mail": {"creative": "c"}, "audience": {"list": "l"},
+                "email": {"subject": "s", "html": "h"},
+                "sms": {"text": "t"},
+                "push": {"title": "t", "body": "b"},
+                "direct_mail": {"creative": "c"},
+                "audience": {"list": "l"},
             },
         }
         spec["message"] = {k: v for k, v in spec["message"].items() if k in chans}
@@ -95,8 +108,10 @@ def build_specs() -> tuple[Policy, list[Campaign]]:
 
 def generate(engine: sa.Engine, people: int, history_per_day: float) -> int:
     """Fill the benchmark database (not timed). Returns the number of candidate rows."""
-    zones = "array['America/New_York','America/Chicago','America/Los_Angeles','Europe/London','Europe/Berlin'," \
-            "'Asia/Tokyo','Australia/Sydney',null,'Bad/Zone']"
+    zones = (
+        "array['America/New_York','America/Chicago','America/Los_Angeles','Europe/London','Europe/Berlin',"
+        "'Asia/Tokyo','Australia/Sydney',null,'Bad/Zone']"
+    )
     stmts = [
         f"""insert into customers (customer_id, email, phone, push_token, postal_address, timezone)
             select 'c' || lpad(i::text, 7, '0'),
@@ -134,8 +149,20 @@ def generate(engine: sa.Engine, people: int, history_per_day: float) -> int:
     for i, (cid, *_rest) in enumerate(CAMPAIGNS):
         share = CAMPAIGNS[i][5]
         n = int(people * share)
-        stride = [7919, 104729, 1299709, 15485863, 32452843, 49979687, 67867967, 86028121, 104395301,
-                  122949823, 141650939, 160481183][i]
+        stride = [
+            7919,
+            104729,
+            1299709,
+            15485863,
+            32452843,
+            49979687,
+            67867967,
+            86028121,
+            104395301,
+            122949823,
+            141650939,
+            160481183,
+        ][i]
         stmts.append(
             f"""insert into bench_audience select g, '{cid}',
                    case when g % 5000 = 0 then 'ghost' || g
@@ -188,7 +215,9 @@ def _reuse(engine: sa.Engine, people: int) -> int | None:
         n = conn.exec_driver_sql("select count(*) from customers").scalar()
         if n != people or conn.exec_driver_sql("select to_regclass('bench_audience')").scalar() is None:
             if n:
-                raise SystemExit(f"BATON_BENCH_DB holds {n:,} people, not {people:,}: drop it or pick another name")
+                raise SystemExit(
+                    f"BATON_BENCH_DB holds {n:,} people, not {people:,}: drop it or pick another name"
+                )
             return None
         conn.exec_driver_sql("delete from messages where cycle_at >= %(t)s", {"t": T})
         conn.exec_driver_sql("delete from cycle_decisions where cycle_at >= %(t)s", {"t": T})
@@ -203,7 +232,9 @@ def _reuse(engine: sa.Engine, people: int) -> int | None:
         return int(conn.exec_driver_sql("select count(*) from bench_audience").scalar() or 0)
 
 
-def naive_loop(engine: sa.Engine, policy: Policy, campaigns: list[Campaign], sample_shards: int) -> tuple[int, float]:
+def naive_loop(
+    engine: sa.Engine, policy: Policy, campaigns: list[Campaign], sample_shards: int
+) -> tuple[int, float]:
     """The same cycle, for the people of one shard out of ``sample_shards``, decided by a
     per-person Python loop over rows fetched from the store. Returns (candidate rows, seconds)."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -227,7 +258,9 @@ def naive_loop(engine: sa.Engine, policy: Policy, campaigns: list[Campaign], sam
         people = conn.exec_driver_sql(
             f"select customer_id, email, phone, push_token, postal_address, timezone from customers where {where}"
         ).all()
-        consents = conn.exec_driver_sql(f"select customer_id, channel, topic, status from consents where {where}").all()
+        consents = conn.exec_driver_sql(
+            f"select customer_id, channel, topic, status from consents where {where}"
+        ).all()
         sups = conn.exec_driver_sql("select channel, address from suppressions").all()
         hist = conn.exec_driver_sql(
             "select customer_id, campaign_id, channel, cycle_at, tags, counts_toward_caps from messages"
@@ -248,7 +281,9 @@ def naive_loop(engine: sa.Engine, policy: Policy, campaigns: list[Campaign], sam
     return len(cands), time.perf_counter() - started
 
 
-def main(people: int = 1_000_000, shards: int = 2, naive_sample: int = 50, history_per_day: float = 0.3) -> None:
+def main(
+    people: int = 1_000_000, shards: int = 2, naive_sample: int = 50, history_per_day: float = 0.3
+) -> None:
     base = store_engine.server_url()
     # BATON_BENCH_DB=<name>: keep the generated data in that database and reuse it next time
     # (the cycle is reset first); otherwise a throw-away database
@@ -268,8 +303,10 @@ def main(people: int = 1_000_000, shards: int = 2, naive_sample: int = 50, histo
             with engine.connect() as conn:
                 hist = conn.exec_driver_sql("select count(*) from messages").scalar()
             gen_s = time.perf_counter() - t0
-        console.print(f"data: {people:,} people, {rows:,} candidate rows from {len(campaigns)} campaigns, "
-                      f"{hist:,} history messages ({gen_s:.0f}s to generate)")
+        console.print(
+            f"data: {people:,} people, {rows:,} candidate rows from {len(campaigns)} campaigns, "
+            f"{hist:,} history messages ({gen_s:.0f}s to generate)"
+        )
         # the state a live cycle starts from: a checkpoint has just passed (checkpoint_timeout is
         # shorter than the cycle), so the first change to every existing page writes it whole
         # to the WAL; and it makes runs comparable
@@ -280,21 +317,36 @@ def main(people: int = 1_000_000, shards: int = 2, naive_sample: int = 50, histo
         t0 = time.perf_counter()
         # the campaigns' DAGs load their batches concurrently: here with as many workers as shards
         with ThreadPoolExecutor(max_workers=shards) as pool:
-            list(pool.map(lambda c: load_batch(engine, c, data_interval_start=T - timedelta(hours=1),
-                                               data_interval_end=T, cycle_at=T), campaigns))
+            list(
+                pool.map(
+                    lambda c: load_batch(
+                        engine, c, data_interval_start=T - timedelta(hours=1), data_interval_end=T, cycle_at=T
+                    ),
+                    campaigns,
+                )
+            )
         phases[f"load (audience SQL → batches, {shards} campaigns at a time)"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         start = begin_cycle(engine, T, campaigns, shards=shards)
         with ThreadPoolExecutor(max_workers=shards) as pool:
-            stats = list(pool.map(lambda s: decide_shard(engine, T, policy, campaigns, s), range(start.shards)))
+            stats = list(
+                pool.map(lambda s: decide_shard(engine, T, policy, campaigns, s), range(start.shards))
+            )
         phases["decide (shards in parallel)"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         result = commit_cycle(engine, T, policy, campaigns)
         phases["commit (outbox + summary)"] = time.perf_counter() - t2
         total = time.perf_counter() - t0
         with engine.connect() as conn:
-            wal_mb = float(conn.exec_driver_sql(
-                "select pg_wal_lsn_diff(pg_current_wal_lsn(), %(l)s)", {"l": wal0}).scalar() or 0) / 1e6
+            wal_mb = (
+                float(
+                    conn.exec_driver_sql(
+                        "select pg_wal_lsn_diff(pg_current_wal_lsn(), %(l)s)", {"l": wal0}
+                    ).scalar()
+                    or 0
+                )
+                / 1e6
+            )
         sub: dict[str, float] = {}
         for s in stats:
             for k, v in (s.timings if s else {}).items():
@@ -313,12 +365,16 @@ def main(people: int = 1_000_000, shards: int = 2, naive_sample: int = 50, histo
             table.add_row(f"  decide: {k} (sum over shards)", f"{v:.1f}")
         table.add_row("end to end", f"{total:.1f}")
         console.print(table)
-        console.print(f"alternatives decided: {result.alternatives:,}; selected: {result.selected:,}; "
-                      f"outbox messages: {result.messages:,}")
+        console.print(
+            f"alternatives decided: {result.alternatives:,}; selected: {result.selected:,}; "
+            f"outbox messages: {result.messages:,}"
+        )
         console.print(f"WAL written by the cycle: {wal_mb:,.0f} MB")
         console.print(f"[bold]candidates per second end to end: {engine_rate:,.0f}[/bold]")
-        console.print(f"naive per-person Python loop: {naive_rows:,} candidate rows (1/{naive_sample} of the people)"
-                      f" in {naive_s:.1f}s = {naive_rate:,.0f} candidates/s")
+        console.print(
+            f"naive per-person Python loop: {naive_rows:,} candidate rows (1/{naive_sample} of the people)"
+            f" in {naive_s:.1f}s = {naive_rate:,.0f} candidates/s"
+        )
         console.print(f"[bold]engine vs naive loop: {engine_rate / naive_rate:,.1f}x[/bold]")
         console.print(f"[bold]peak memory of the Python process: {peak_mb:,.0f} MB[/bold]")
     finally:

@@ -43,17 +43,26 @@ sys.stdin.read()
 
 
 def _campaign() -> Campaign:
-    return Campaign.model_validate({
-        "id": "bench", "name": "Bench", "owner": "bench", "schedule": "@hourly", "start_date": "2026-01-01",
-        "channels": ["email", "sms", "push"], "audience": {"sql": "select 1"},
-        "message": {
-            "email": {"subject": "{{ first_name }}, {{ item_name }} is waiting",
-                      "html": "<h1>Hi {{ first_name }}</h1><p>{{ item_name }} is back in stock.</p>"
-                              "<p><a href='{{ unsubscribe_url }}'>unsubscribe</a></p>"},
-            "sms": {"text": "{{ item_name }} is back, {{ first_name }}"},
-            "push": {"title": "Back in stock", "body": "{{ item_name }}"},
-        },
-    })
+    return Campaign.model_validate(
+        {
+            "id": "bench",
+            "name": "Bench",
+            "owner": "bench",
+            "schedule": "@hourly",
+            "start_date": "2026-01-01",
+            "channels": ["email", "sms", "push"],
+            "audience": {"sql": "select 1"},
+            "message": {
+                "email": {
+                    "subject": "{{ first_name }}, {{ item_name }} is waiting",
+                    "html": "<h1>Hi {{ first_name }}</h1><p>{{ item_name }} is back in stock.</p>"
+                    "<p><a href='{{ unsubscribe_url }}'>unsubscribe</a></p>",
+                },
+                "sms": {"text": "{{ item_name }} is back, {{ first_name }}"},
+                "push": {"title": "Back in stock", "body": "{{ item_name }}"},
+            },
+        }
+    )
 
 
 def main(messages: int = 3000) -> None:
@@ -63,8 +72,9 @@ def main(messages: int = 3000) -> None:
     store_engine.ensure_database(url)
     engine = sa.create_engine(url)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "include"))
-    servers = subprocess.Popen([sys.executable, "-c", SERVERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True, env=env)
+    servers = subprocess.Popen(
+        [sys.executable, "-c", SERVERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         upgrade(engine)
         assert servers.stdout is not None
@@ -74,25 +84,39 @@ def main(messages: int = 3000) -> None:
             conn.exec_driver_sql(
                 "insert into customers (customer_id, email, phone, push_token, first_name)"
                 f" select 'p' || i, 'p' || i || '@example.com', '+1555' || lpad(i::text, 7, '0'), 'tok' || i, 'N' || i"
-                f" from generate_series(1, {messages}) i")
+                f" from generate_series(1, {messages}) i"
+            )
             for ch in ("email", "sms", "push"):
-                conn.execute(sa.text(
-                    "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at, payload)"
-                    " select :at, 'p' || i, 'bench', :ch, :at, jsonb_build_object('item_name', 'Boots ' || i)"
-                    " from generate_series(1, :n) i"), {"at": now, "ch": ch, "n": messages})
+                conn.execute(
+                    sa.text(
+                        "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at, payload)"
+                        " select :at, 'p' || i, 'bench', :ch, :at, jsonb_build_object('item_name', 'Boots ' || i)"
+                        " from generate_series(1, :n) i"
+                    ),
+                    {"at": now, "ch": ch, "n": messages},
+                )
         smtp_conn = SmtpSink(port=smtp_port).connection()
         emu = ProviderEmulator(port=http_port)
         conns = {"email": smtp_conn, "sms": emu.sms_connection(), "push": emu.push_connection()}
-        settings = DeliverySettings(max_send_delay=timedelta(hours=2), batch_size=500,
-                                    unsubscribe_secret=b"bench-secret-" + b"x" * 32)
+        settings = DeliverySettings(
+            max_send_delay=timedelta(hours=2), batch_size=500, unsubscribe_secret=b"bench-secret-" + b"x" * 32
+        )
         table = Table(title=f"delivery, one worker process, {messages:,} messages per channel")
         for col in ("channel", "sent", "seconds", "messages/s"):
             table.add_column(col, justify="right" if col != "channel" else "left")
         for ch in ("email", "sms", "push"):
             adapter = adapter_for(ch, conns[ch])
             t0 = time.perf_counter()
-            stats = deliver_shard(engine, channel=ch, shard=0, shards=1, campaigns={"bench": _campaign()},
-                                  adapter=adapter, templates_dir=ROOT / "dags" / "templates", settings=settings)
+            stats = deliver_shard(
+                engine,
+                channel=ch,
+                shard=0,
+                shards=1,
+                campaigns={"bench": _campaign()},
+                adapter=adapter,
+                templates_dir=ROOT / "dags" / "templates",
+                settings=settings,
+            )
             took = time.perf_counter() - t0
             table.add_row(ch, f"{stats.sent:,}", f"{took:.1f}", f"{stats.sent / took:,.0f}")
         console.print(table)

@@ -94,7 +94,10 @@ def airflow_db() -> str:
     url = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     store_engine.ensure_database(make_url(url).set(drivername="postgresql+psycopg"))
     proc = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=dict(os.environ)
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return url

@@ -116,9 +116,7 @@ class Airflow:
     def check_alive(self) -> None:
         for proc in self.procs:
             if proc.poll() is not None:
-                raise SystemExit(
-                    f"an Airflow process exited ({proc.args!s}); see {self.home / 'logs'}"
-                )
+                raise SystemExit(f"an Airflow process exited ({proc.args!s}); see {self.home / 'logs'}")
 
 
 def _secret(path: Path) -> str:
@@ -128,24 +126,40 @@ def _secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def channel_connections(smtp_port: int, http_port: int, push_account: dict[str, Any] | None = None) -> dict[str, str]:
+def channel_connections(
+    smtp_port: int, http_port: int, push_account: dict[str, Any] | None = None
+) -> dict[str, str]:
     """Airflow Connections (as AIRFLOW_CONN_* JSON) pointing the channels at the local sinks;
     push authenticates with the service account ``push_account`` (OAuth, as with FCM) when given."""
     from baton_dev.sinks import ProviderEmulator
 
     emu = ProviderEmulator()
     push: dict[str, Any] = (
-        {"extra": {"service_account": push_account}} if push_account
+        {"extra": {"service_account": push_account}}
+        if push_account
         else {"password": emu.fcm_token, "extra": {"project": emu.fcm_project}}
     )
     return {
-        "AIRFLOW_CONN_BATON_SMTP": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
-                                               "extra": {"from": "Northwind Shop <shop@northwind.example>"}}),
-        "AIRFLOW_CONN_BATON_SMS": json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{http_port}",
-                                              "login": emu.twilio_sid, "password": emu.twilio_token,
-                                              "extra": {"from": "+15550100000"}}),
-        "AIRFLOW_CONN_BATON_PUSH": json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{http_port}",
-                                               **push}),
+        "AIRFLOW_CONN_BATON_SMTP": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "extra": {"from": "Northwind Shop <shop@northwind.example>"},
+            }
+        ),
+        "AIRFLOW_CONN_BATON_SMS": json.dumps(
+            {
+                "conn_type": "http",
+                "host": f"http://127.0.0.1:{http_port}",
+                "login": emu.twilio_sid,
+                "password": emu.twilio_token,
+                "extra": {"from": "+15550100000"},
+            }
+        ),
+        "AIRFLOW_CONN_BATON_PUSH": json.dumps(
+            {"conn_type": "http", "host": f"http://127.0.0.1:{http_port}", **push}
+        ),
     }
 
 
@@ -173,7 +187,9 @@ def airflow_env(home: Path, store: str) -> dict[str, str]:
             "BATON_UNSUBSCRIBE_SECRET": _secret(home / "unsubscribe_secret"),
             "BATON_UNSUBSCRIBE_URL": f"http://localhost:{PORT}/baton/unsubscribe",
             "BATON_HOME": str(root),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "include"), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(root / "include"), os.environ.get("PYTHONPATH")])
+            ),
         }
     )
     return env
@@ -190,7 +206,15 @@ def seed_store(engine: Engine) -> None:
     from baton.seed import run_seed
 
     console.rule("[bold]1. the marketing store")
-    run_seed(engine, customers=DEMO_CUSTOMERS, days=DEMO_DAYS, seed=DEMO_SEED, until=None, reset=False, console=console)
+    run_seed(
+        engine,
+        customers=DEMO_CUSTOMERS,
+        days=DEMO_DAYS,
+        seed=DEMO_SEED,
+        until=None,
+        reset=False,
+        console=console,
+    )
 
 
 def wait_for(what: str, predicate: Any, timeout: float, af: Airflow, every: float = 2.0) -> Any:
@@ -220,7 +244,9 @@ def airflow_engine() -> Engine:
 def campaign_dag_ids(af_db: Engine) -> list[str]:
     with af_db.connect() as conn:
         rows = conn.execute(
-            sa.text("select dag_id from dag where dag_id like 'campaign\\_\\_%' and is_stale is false order by 1")
+            sa.text(
+                "select dag_id from dag where dag_id like 'campaign\\_\\_%' and is_stale is false order by 1"
+            )
         ).all()
     return [r[0] for r in rows]
 
@@ -229,7 +255,9 @@ def scheduled_dag_ids(af_db: Engine, dag_ids: list[str]) -> list[str]:
     """The DAGs that have a schedule (placeholders of invalid files have none)."""
     with af_db.connect() as conn:
         rows = conn.execute(
-            sa.text("select dag_id from dag where dag_id = any(:ids) and coalesce(timetable_summary, 'None') <> 'None'"),
+            sa.text(
+                "select dag_id from dag where dag_id = any(:ids) and coalesce(timetable_summary, 'None') <> 'None'"
+            ),
             {"ids": dag_ids},
         ).all()
     return sorted(r[0] for r in rows)
@@ -237,7 +265,9 @@ def scheduled_dag_ids(af_db: Engine, dag_ids: list[str]) -> list[str]:
 
 def import_errors(af_db: Engine) -> list[tuple[str, str]]:
     with af_db.connect() as conn:
-        return [(r[0], r[1]) for r in conn.execute(sa.text("select filename, stacktrace from import_error")).all()]
+        return [
+            (r[0], r[1]) for r in conn.execute(sa.text("select filename, stacktrace from import_error")).all()
+        ]
 
 
 class Api:
@@ -245,15 +275,24 @@ class Api:
 
     def __init__(self, password: str) -> None:
         self.base = f"http://localhost:{PORT}"
-        token = httpx.post(f"{self.base}/auth/token", json={"username": "admin", "password": password}, timeout=30)
+        token = httpx.post(
+            f"{self.base}/auth/token", json={"username": "admin", "password": password}, timeout=30
+        )
         token.raise_for_status()
         self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
 
     def trigger(self, dag_id: str, start: datetime, end: datetime, note: str) -> bool:
         """Trigger ``dag_id`` for the data interval [start, end); False when that run exists already."""
-        body = {"logical_date": start.isoformat(), "data_interval_start": start.isoformat(),
-                "data_interval_end": end.isoformat(), "note": note, "conf": {}}
-        resp = httpx.post(f"{self.base}/api/v2/dags/{dag_id}/dagRuns", json=body, headers=self.headers, timeout=30)
+        body = {
+            "logical_date": start.isoformat(),
+            "data_interval_start": start.isoformat(),
+            "data_interval_end": end.isoformat(),
+            "note": note,
+            "conf": {},
+        }
+        resp = httpx.post(
+            f"{self.base}/api/v2/dags/{dag_id}/dagRuns", json=body, headers=self.headers, timeout=30
+        )
         if resp.status_code == 409:
             return False
         if resp.status_code >= 400:
@@ -261,8 +300,12 @@ class Api:
         return True
 
     def clear(self, dag_id: str, run_id: str) -> None:
-        resp = httpx.post(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/clear", json={"dry_run": False},
-                          headers=self.headers, timeout=30)
+        resp = httpx.post(
+            f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/clear",
+            json={"dry_run": False},
+            headers=self.headers,
+            timeout=30,
+        )
         if resp.status_code >= 400:
             raise SystemExit(f"clearing {dag_id} {run_id} failed: {resp.status_code} {resp.text}")
 
@@ -270,8 +313,10 @@ class Api:
 def failed_runs_for(af_db: Engine, dag_ids: list[str], cycle: datetime) -> list[tuple[str, str]]:
     with af_db.connect() as conn:
         rows = conn.execute(
-            sa.text("select dag_id, run_id from dag_run where dag_id = any(:ids) and data_interval_end = :c"
-                    " and state = 'failed'"),
+            sa.text(
+                "select dag_id, run_id from dag_run where dag_id = any(:ids) and data_interval_end = :c"
+                " and state = 'failed'"
+            ),
             {"ids": dag_ids, "c": cycle},
         ).all()
     return [(r[0], r[1]) for r in rows]
@@ -320,7 +365,9 @@ def run_campaigns(af: Airflow, af_db: Engine, dag_ids: list[str], cycle: datetim
     time.sleep(5)
     states = wait_for(f"the scheduler runs {len(runnable)} campaign DAGs", all_done, RUN_TIMEOUT, af)
     failed = sorted(d for d, s in states.items() if s != "success")
-    console.print(f"campaign runs: {len(states) - len(failed)} succeeded, {len(failed)} failed {failed or ''}")
+    console.print(
+        f"campaign runs: {len(states) - len(failed)} succeeded, {len(failed)} failed {failed or ''}"
+    )
 
 
 def run_states_for(af_db: Engine, dag_ids: list[str], cycle: datetime) -> dict[str, str]:
@@ -342,8 +389,10 @@ def run_arbitration(af: Airflow, af_db: Engine, cycle: datetime) -> None:
     states = wait_for(
         "the scheduler runs the arbitration cycle (wait → decide in shards → commit)",
         lambda: (lambda s: s if s.get("baton_arbitration") in ("success", "failed") else None)(
-            run_states_for(af_db, ["baton_arbitration"], cycle)),
-        RUN_TIMEOUT, af,
+            run_states_for(af_db, ["baton_arbitration"], cycle)
+        ),
+        RUN_TIMEOUT,
+        af,
     )
     console.print(f"arbitration run: {states['baton_arbitration']}")
 
@@ -373,7 +422,9 @@ def print_problem(engine: Engine, cycle: datetime) -> None:
         ).all()
         table = Table("campaign", "data interval (UTC)", "candidates", "people")
         for b in batches:
-            table.add_row(b.campaign_id, f"{b.s:%m-%d %H:%M} → {b.e:%m-%d %H:%M}", f"{b.rows:,}", f"{b.people:,}")
+            table.add_row(
+                b.campaign_id, f"{b.s:%m-%d %H:%M} → {b.e:%m-%d %H:%M}", f"{b.rows:,}", f"{b.people:,}"
+            )
         console.print(table)
         stats = _per_person(
             conn,
@@ -406,19 +457,29 @@ def print_outcome(engine: Engine, cycle: datetime) -> None:
             {"c": cycle},
         ).all()
     with engine.connect() as conn:
-        late = conn.execute(sa.text(
-            "select string_agg(distinct campaign_id, ', ') from candidate_batches where cycle_at = :c"
-            " and decided_cycle_at is null"), {"c": cycle}).scalar()
+        late = conn.execute(
+            sa.text(
+                "select string_agg(distinct campaign_id, ', ') from candidate_batches where cycle_at = :c"
+                " and decided_cycle_at is null"
+            ),
+            {"c": cycle},
+        ).scalar()
     if late:
-        console.print(f"[yellow]batches that landed after this cycle was decided ({late}) are decided by the next "
-                      "cycle[/yellow]")
+        console.print(
+            f"[yellow]batches that landed after this cycle was decided ({late}) are decided by the next "
+            "cycle[/yellow]"
+        )
     console.print(
         f"Baton decided: [bold]{stats.total:,}[/bold] messages to [bold]{stats.people:,}[/bold] people in 24 hours."
         f"\n  per person: max [bold green]{stats.max}[/bold green], p99 [bold]{stats.p99}[/bold],"
         f" people with more than 2: [bold green]{stats.over2:,}[/bold green]"
     )
-    outcomes = sorted({r.outcome for r in rows}, key=lambda o: OUTCOME_ORDER.index(o) if o in OUTCOME_ORDER else 99)
-    table = Table("campaign", *outcomes, title="outcomes per campaign (one per alternative: candidate × channel)")
+    outcomes = sorted(
+        {r.outcome for r in rows}, key=lambda o: OUTCOME_ORDER.index(o) if o in OUTCOME_ORDER else 99
+    )
+    table = Table(
+        "campaign", *outcomes, title="outcomes per campaign (one per alternative: candidate × channel)"
+    )
     per: dict[str, dict[str, int]] = {}
     for r in rows:
         per.setdefault(r.campaign_id, {})[r.outcome] = r.n
@@ -430,12 +491,18 @@ def print_outcome(engine: Engine, cycle: datetime) -> None:
 def print_delivery(engine: Engine, cycle: datetime, smtp: Any, http: Any) -> None:
     console.rule("[bold]7. delivery")
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "select channel, status, count(*) as n from messages where cycle_at = :c group by 1, 2 order by 1, 2"),
-            {"c": cycle}).all()
-        over = conn.execute(sa.text(
-            "select count(*) from (select customer_id from messages where status = 'sent' and counts_toward_caps"
-            " and sent_at > now() - interval '24 hours' group by customer_id having count(*) > 2) x")).scalar()
+        rows = conn.execute(
+            sa.text(
+                "select channel, status, count(*) as n from messages where cycle_at = :c group by 1, 2 order by 1, 2"
+            ),
+            {"c": cycle},
+        ).all()
+        over = conn.execute(
+            sa.text(
+                "select count(*) from (select customer_id from messages where status = 'sent' and counts_toward_caps"
+                " and sent_at > now() - interval '24 hours' group by customer_id having count(*) > 2) x"
+            )
+        ).scalar()
     table = Table("channel", "status", "messages")
     for r in rows:
         table.add_row(r.channel, r.status, f"{r.n:,}")
@@ -451,8 +518,19 @@ def print_delivery(engine: Engine, cycle: datetime, smtp: Any, http: Any) -> Non
     )
 
 
-OUTCOME_ORDER = ["selected", "capped", "channel_alternative", "holdout_campaign", "holdout_global", "quiet_hours",
-                 "no_consent", "suppressed", "unreachable", "expired", "unknown_customer"]
+OUTCOME_ORDER = [
+    "selected",
+    "capped",
+    "channel_alternative",
+    "holdout_campaign",
+    "holdout_global",
+    "quiet_hours",
+    "no_consent",
+    "suppressed",
+    "unreachable",
+    "expired",
+    "unknown_customer",
+]
 
 
 def main() -> None:
@@ -474,8 +552,9 @@ def main() -> None:
     from baton_dev.sinks import ProviderEmulator, SmtpSink
 
     smtp = SmtpSink(port=int(env_number("BATON_DEMO_SMTP_PORT", 2525)), maildir=root / ".baton" / "maildir")
-    http = ProviderEmulator(port=int(env_number("BATON_DEMO_PROVIDER_PORT", 8025)),
-                            store=root / ".baton" / "provider")
+    http = ProviderEmulator(
+        port=int(env_number("BATON_DEMO_PROVIDER_PORT", 8025)), store=root / ".baton" / "provider"
+    )
     smtp.start()
     http.start()
     af = Airflow(home, airflow_env(home, url.render_as_string(hide_password=False)))
@@ -492,8 +571,9 @@ def main() -> None:
         af.start("triggerer", "triggerer")
         wait_for("waiting for the API server", api_ready, 180, af)
         af_db = airflow_engine()
-        dag_ids = wait_for("waiting for the DAG processor to parse the campaigns",
-                           lambda: campaign_dag_ids(af_db), 240, af)
+        dag_ids = wait_for(
+            "waiting for the DAG processor to parse the campaigns", lambda: campaign_dag_ids(af_db), 240, af
+        )
         errors = import_errors(af_db)
         console.print(f"{len(dag_ids)} campaign DAGs parsed, {len(errors)} import errors")
         for filename, trace in errors:
@@ -523,8 +603,10 @@ def main() -> None:
         # pause again so that the next `make demo` starts from the latest interval, not a catch-up
         af.run("dags", "pause", "--treat-dag-id-as-regex", "-y", "^(campaign__|baton_)", check=False)
         af.stop()
-        console.print("Airflow stopped. The data stays in .baton/ (`make clean` deletes it; "
-                      "`make db-stop` stops the embedded PostgreSQL).")
+        console.print(
+            "Airflow stopped. The data stays in .baton/ (`make clean` deletes it; "
+            "`make db-stop` stops the embedded PostgreSQL)."
+        )
 
 
 if __name__ == "__main__":

@@ -102,7 +102,9 @@ class _SinkHandler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         session.host_name = hostname
         if self.sink.pipelining:  # aiosmtpd reads commands in order from its stream: pipelining just works
             responses = [*responses[:-1], "250-PIPELINING", responses[-1]]
@@ -205,7 +207,9 @@ class SmtpSink(_Server):
             self.counts[message_id] += 1
             self.received += 1
 
-    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         ok = (
             self.auth is not None
             and isinstance(auth_data, LoginPassword)
@@ -365,7 +369,12 @@ def _form(body: bytes) -> dict[str, str]:
 
 
 def _twilio_error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Reply:
-    body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+    body = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
     return status, body, headers or {}
 
 
@@ -494,13 +503,19 @@ class ProviderEmulator(_Server):
                 from cryptography.hazmat.primitives.asymmetric import rsa
 
                 key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-                pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()).decode()
+                pem = key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ).decode()
                 self._account = {
-                    "type": "service_account", "project_id": self.fcm_project,
-                    "private_key_id": uuid.uuid4().hex, "private_key": pem,
+                    "type": "service_account",
+                    "project_id": self.fcm_project,
+                    "private_key_id": uuid.uuid4().hex,
+                    "private_key": pem,
                     "client_email": f"baton-push@{self.fcm_project}.iam.gserviceaccount.com",
-                    "client_id": str(uuid.uuid4().int % 10**21), "token_uri": f"{self.base_url}/token",
+                    "client_id": str(uuid.uuid4().int % 10**21),
+                    "token_uri": f"{self.base_url}/token",
                     "_public_key": key.public_key(),
                 }
             return {k: v for k, v in self._account.items() if not k.startswith("_")}
@@ -512,8 +527,12 @@ class ProviderEmulator(_Server):
 
     def oauth_connection(self, conn_id: str = "baton_push", **extra: Any) -> ConnectionInfo:
         """A ConnectionInfo pointing the push adapter here, authenticating with :meth:`service_account`."""
-        return ConnectionInfo(conn_id=conn_id, conn_type="http", host=self.base_url,
-                              extra={"service_account": self.service_account(), "timeout": 5, **extra})
+        return ConnectionInfo(
+            conn_id=conn_id,
+            conn_type="http",
+            host=self.base_url,
+            extra={"service_account": self.service_account(), "timeout": 5, **extra},
+        )
 
     def _oauth_token(self, body: bytes) -> Reply:
         import jwt
@@ -527,20 +546,36 @@ class ProviderEmulator(_Server):
         if account is None:
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, {}
         try:
-            claims = jwt.decode(form.get("assertion", ""), account["_public_key"], algorithms=["RS256"],
-                                audience=str(account["token_uri"]),
-                                options={"require": ["iss", "aud", "iat", "exp"]})
+            claims = jwt.decode(
+                form.get("assertion", ""),
+                account["_public_key"],
+                algorithms=["RS256"],
+                audience=str(account["token_uri"]),
+                options={"require": ["iss", "aud", "iat", "exp"]},
+            )
         except jwt.InvalidTokenError as exc:
-            reason = "Invalid JWT Signature." if isinstance(exc, jwt.InvalidSignatureError) else f"Invalid JWT: {exc}"
+            reason = (
+                "Invalid JWT Signature."
+                if isinstance(exc, jwt.InvalidSignatureError)
+                else f"Invalid JWT: {exc}"
+            )
             return 400, {"error": "invalid_grant", "error_description": reason}, {}
         if claims.get("iss") != account["client_email"]:
-            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT: iss is not the account."}, {}
+            return (
+                400,
+                {"error": "invalid_grant", "error_description": "Invalid JWT: iss is not the account."},
+                {},
+            )
         if "https://www.googleapis.com/auth/firebase.messaging" not in str(claims.get("scope", "")).split():
             return 400, {"error": "invalid_scope", "error_description": "Invalid OAuth scope."}, {}
         token = "ya29." + uuid.uuid4().hex
         with self._lock:
             self._issued[token] = time.time() + self.oauth_token_seconds
-        return 200, {"access_token": token, "expires_in": self.oauth_token_seconds, "token_type": "Bearer"}, {}
+        return (
+            200,
+            {"access_token": token, "expires_in": self.oauth_token_seconds, "token_type": "Bearer"},
+            {},
+        )
 
     def _fcm_authorized(self, authorization: str) -> bool:
         if authorization == f"Bearer {self.fcm_token}":
@@ -685,8 +720,14 @@ class ProviderEmulator(_Server):
             },
             {},
         )
-        message_id = key[len("baton-"):] if key and key.startswith("baton-") else None
-        record = {"message_id": message_id, "to": to, "body": text, "from": form.get("From"), "provider_id": message_sid}
+        message_id = key[len("baton-") :] if key and key.startswith("baton-") else None
+        record = {
+            "message_id": message_id,
+            "to": to,
+            "body": text,
+            "from": form.get("From"),
+            "provider_id": message_sid,
+        }
         return self._accept("sms", key, record, answer)
 
     def _fcm(self, project: str, headers: Any, body: bytes) -> Reply:
@@ -705,15 +746,21 @@ class ProviderEmulator(_Server):
             return _fcm_error(400, "INVALID_ARGUMENT", "message is required", "INVALID_ARGUMENT")
         token = message.get("token")
         if not isinstance(token, str) or not token:
-            return _fcm_error(400, "INVALID_ARGUMENT", "Recipient of the message is not set.", "INVALID_ARGUMENT")
+            return _fcm_error(
+                400, "INVALID_ARGUMENT", "Recipient of the message is not set.", "INVALID_ARGUMENT"
+            )
         notification = message.get("notification") or {}
         payload = message.get("data") or {}
         if not isinstance(notification, dict) or not isinstance(payload, dict):
-            return _fcm_error(400, "INVALID_ARGUMENT", "notification and data must be objects", "INVALID_ARGUMENT")
+            return _fcm_error(
+                400, "INVALID_ARGUMENT", "notification and data must be objects", "INVALID_ARGUMENT"
+            )
         if any(not isinstance(v, str) for v in payload.values()):
             return _fcm_error(400, "INVALID_ARGUMENT", "data values must be strings", "INVALID_ARGUMENT")
         if not notification and not payload:
-            return _fcm_error(400, "INVALID_ARGUMENT", "the message has neither notification nor data", "INVALID_ARGUMENT")
+            return _fcm_error(
+                400, "INVALID_ARGUMENT", "the message has neither notification nor data", "INVALID_ARGUMENT"
+            )
         fault = self._faults("push")
         if fault is not None:
             return fault

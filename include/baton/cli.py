@@ -17,7 +17,9 @@ from rich.console import Console
 from baton.errors import BatonError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Baton: campaigns propose, Baton decides.")
-db_app = typer.Typer(no_args_is_help=True, help="The marketing store (embedded PostgreSQL unless BATON_DATABASE_URL).")
+db_app = typer.Typer(
+    no_args_is_help=True, help="The marketing store (embedded PostgreSQL unless BATON_DATABASE_URL)."
+)
 app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
@@ -31,7 +33,9 @@ def _fail(exc: BatonError, code: int = 2) -> None:
 
 @app.command()
 def validate(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Campaign/policy files or folders (default: dags/)")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Campaign/policy files or folders (default: dags/)")
+    ] = None,
 ) -> None:
     """Check campaign and policy files; print every error as file:line: field: message."""
     from baton.spec import validate_paths
@@ -105,17 +109,25 @@ def seed(
     try:
         ensure_database(store_url())
         upgrade(get_engine())
-        run_seed(get_engine(), customers=customers, days=days, seed=seed, until=until, reset=reset, console=out)
+        run_seed(
+            get_engine(), customers=customers, days=days, seed=seed, until=until, reset=reset, console=out
+        )
     except BatonError as exc:
         _fail(exc)
 
 
 @app.command()
 def simulate(
-    scenario_dir: Annotated[Path, typer.Argument(help="folder with policy.yaml, campaigns/, customers.csv, candidates.csv, ...")],
+    scenario_dir: Annotated[
+        Path, typer.Argument(help="folder with policy.yaml, campaigns/, customers.csv, candidates.csv, ...")
+    ],
     at: Annotated[str, typer.Option("--at", help="decision time, ISO 8601 UTC (e.g. 2026-03-02T12:00:00Z)")],
-    out_path: Annotated[Path, typer.Option("--out", help="where to write decisions.csv")] = Path("decisions.csv"),
-    shards: Annotated[int, typer.Option(help="decide in this many shards (the result does not depend on it)")] = 1,
+    out_path: Annotated[Path, typer.Option("--out", help="where to write decisions.csv")] = Path(
+        "decisions.csv"
+    ),
+    shards: Annotated[
+        int, typer.Option(help="decide in this many shards (the result does not depend on it)")
+    ] = 1,
 ) -> None:
     """Decide one cycle from files with the DAG's engine (what-if analysis); writes decisions.csv."""
     from collections import Counter

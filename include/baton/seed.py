@@ -116,59 +116,358 @@ INVALID_TIMEZONES = ("Mars/Olympus", "EST5EDT-bad", "America/New York", "GMT+25"
 DEFAULT_TZ = "America/New_York"  # the demo policy's default_timezone
 
 FIRST_NAMES = (
-    "Olivia", "Liam", "Emma", "Noah", "Ava", "Oliver", "Sophia", "Elijah", "Isabella", "James",
-    "Mia", "William", "Amelia", "Benjamin", "Harper", "Lucas", "Evelyn", "Henry", "Abigail", "Alexander",
-    "Emily", "Mateo", "Ella", "Daniel", "Camila", "Sebastian", "Luna", "Jack", "Sofia", "Aiden",
-    "Chloe", "Samuel", "Zoe", "David", "Nora", "Joseph", "Lily", "Carter", "Hannah", "Owen",
-    "Lea", "Jonas", "Emilia", "Finn", "Clara", "Paul", "Chiara", "Luca", "Julie", "Hugo",
-    "Ines", "Arthur", "Sara", "Marco", "Yuki", "Haruto", "Aarav", "Priya", "Wei", "Mei",
-    "Fatima", "Omar", "Aisha", "Diego", "Valentina", "Santiago", "Lucia", "Mateus", "Ana", "Pedro",
-    "Freya", "Oscar", "Maja", "Elias", "Nadia", "Tomasz", "Zofia", "Niamh", "Sean", "Grace",
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Ava",
+    "Oliver",
+    "Sophia",
+    "Elijah",
+    "Isabella",
+    "James",
+    "Mia",
+    "William",
+    "Amelia",
+    "Benjamin",
+    "Harper",
+    "Lucas",
+    "Evelyn",
+    "Henry",
+    "Abigail",
+    "Alexander",
+    "Emily",
+    "Mateo",
+    "Ella",
+    "Daniel",
+    "Camila",
+    "Sebastian",
+    "Luna",
+    "Jack",
+    "Sofia",
+    "Aiden",
+    "Chloe",
+    "Samuel",
+    "Zoe",
+    "David",
+    "Nora",
+    "Joseph",
+    "Lily",
+    "Carter",
+    "Hannah",
+    "Owen",
+    "Lea",
+    "Jonas",
+    "Emilia",
+    "Finn",
+    "Clara",
+    "Paul",
+    "Chiara",
+    "Luca",
+    "Julie",
+    "Hugo",
+    "Ines",
+    "Arthur",
+    "Sara",
+    "Marco",
+    "Yuki",
+    "Haruto",
+    "Aarav",
+    "Priya",
+    "Wei",
+    "Mei",
+    "Fatima",
+    "Omar",
+    "Aisha",
+    "Diego",
+    "Valentina",
+    "Santiago",
+    "Lucia",
+    "Mateus",
+    "Ana",
+    "Pedro",
+    "Freya",
+    "Oscar",
+    "Maja",
+    "Elias",
+    "Nadia",
+    "Tomasz",
+    "Zofia",
+    "Niamh",
+    "Sean",
+    "Grace",
 )
 LAST_NAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
-    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
-    "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson",
-    "Walker", "Young", "Allen", "King", "Wright", "Scott", "Nguyen", "Hill", "Flores", "Green",
-    "Muller", "Schmidt", "Schneider", "Fischer", "Weber", "Dubois", "Bernard", "Moreau", "Laurent", "Rossi",
-    "Russo", "Ferrari", "Esposito", "Bianchi", "Jansen", "de Vries", "Novak", "Kowalski", "Nowak", "Silva",
-    "Santos", "Costa", "Tanaka", "Sato", "Suzuki", "Patel", "Sharma", "Singh", "Chen", "Wang",
-    "Murphy", "Kelly", "O'Brien", "Andersson", "Johansson", "Nielsen", "Hansen", "Papadopoulos", "Ali", "Khan",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Muller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Dubois",
+    "Bernard",
+    "Moreau",
+    "Laurent",
+    "Rossi",
+    "Russo",
+    "Ferrari",
+    "Esposito",
+    "Bianchi",
+    "Jansen",
+    "de Vries",
+    "Novak",
+    "Kowalski",
+    "Nowak",
+    "Silva",
+    "Santos",
+    "Costa",
+    "Tanaka",
+    "Sato",
+    "Suzuki",
+    "Patel",
+    "Sharma",
+    "Singh",
+    "Chen",
+    "Wang",
+    "Murphy",
+    "Kelly",
+    "O'Brien",
+    "Andersson",
+    "Johansson",
+    "Nielsen",
+    "Hansen",
+    "Papadopoulos",
+    "Ali",
+    "Khan",
 )
 STREETS = (
-    "Maple Avenue", "Oak Street", "Pine Road", "Cedar Lane", "Elm Street", "Park Avenue", "Main Street",
-    "Highland Drive", "Lakeview Terrace", "Church Road", "Station Road", "Mill Lane", "Victoria Street",
-    "Rue de la Paix", "Hauptstrasse", "Via Roma", "Calle Mayor", "Kerkstraat", "Sunset Boulevard",
-    "Harbour View", "Riverside Walk", "Orchard Close", "King Street", "Queen Street", "Bridge Road",
+    "Maple Avenue",
+    "Oak Street",
+    "Pine Road",
+    "Cedar Lane",
+    "Elm Street",
+    "Park Avenue",
+    "Main Street",
+    "Highland Drive",
+    "Lakeview Terrace",
+    "Church Road",
+    "Station Road",
+    "Mill Lane",
+    "Victoria Street",
+    "Rue de la Paix",
+    "Hauptstrasse",
+    "Via Roma",
+    "Calle Mayor",
+    "Kerkstraat",
+    "Sunset Boulevard",
+    "Harbour View",
+    "Riverside Walk",
+    "Orchard Close",
+    "King Street",
+    "Queen Street",
+    "Bridge Road",
 )
 EMAIL_DOMAINS = ("example.com", "example.net", "example.org", "mail.example.com", "inbox.example.net")
 
 # category -> (nouns, price range in whole currency units)
 CATALOG: tuple[tuple[str, tuple[str, ...], int, int], ...] = (
-    ("apparel", ("Linen Shirt", "Denim Jacket", "Wool Sweater", "Chino Pants", "Summer Dress", "Hoodie",
-                 "Rain Coat", "Polo Shirt", "Cardigan", "Puffer Vest"), 19, 189),
-    ("shoes", ("Running Shoes", "Leather Boots", "Canvas Sneakers", "Loafers", "Sandals", "Trail Runners",
-               "Chelsea Boots", "Slip-Ons"), 29, 219),
-    ("accessories", ("Leather Belt", "Wool Scarf", "Sunglasses", "Backpack", "Wallet", "Watch", "Tote Bag",
-                     "Beanie"), 12, 249),
-    ("beauty", ("Face Serum", "Lip Balm Set", "Night Cream", "Shampoo Bar", "Eau de Parfum", "Clay Mask",
-                "Sunscreen SPF 50"), 8, 119),
-    ("home", ("Throw Blanket", "Scented Candle", "Linen Duvet Cover", "Table Lamp", "Wall Mirror",
-              "Cushion Cover", "Area Rug", "Plant Pot"), 14, 299),
-    ("kitchen", ("Chef Knife", "Cast Iron Skillet", "Coffee Grinder", "Espresso Cups", "Cutting Board",
-                 "Stand Mixer", "French Press", "Dutch Oven"), 12, 449),
-    ("electronics", ("Wireless Earbuds", "Bluetooth Speaker", "Smart Watch", "E-Reader", "Power Bank",
-                     "Noise-Cancelling Headphones", "Action Camera", "Mechanical Keyboard"), 25, 599),
-    ("outdoor", ("Camping Tent", "Sleeping Bag", "Hiking Backpack", "Trekking Poles", "Water Bottle",
-                 "Headlamp", "Camp Stove"), 15, 399),
-    ("sports", ("Yoga Mat", "Dumbbell Set", "Cycling Jersey", "Tennis Racket", "Foam Roller",
-                "Resistance Bands", "Swim Goggles"), 10, 259),
-    ("toys", ("Building Blocks", "Puzzle 1000pc", "Plush Bear", "Board Game", "Remote Control Car",
-              "Art Set", "Wooden Train"), 9, 129),
+    (
+        "apparel",
+        (
+            "Linen Shirt",
+            "Denim Jacket",
+            "Wool Sweater",
+            "Chino Pants",
+            "Summer Dress",
+            "Hoodie",
+            "Rain Coat",
+            "Polo Shirt",
+            "Cardigan",
+            "Puffer Vest",
+        ),
+        19,
+        189,
+    ),
+    (
+        "shoes",
+        (
+            "Running Shoes",
+            "Leather Boots",
+            "Canvas Sneakers",
+            "Loafers",
+            "Sandals",
+            "Trail Runners",
+            "Chelsea Boots",
+            "Slip-Ons",
+        ),
+        29,
+        219,
+    ),
+    (
+        "accessories",
+        ("Leather Belt", "Wool Scarf", "Sunglasses", "Backpack", "Wallet", "Watch", "Tote Bag", "Beanie"),
+        12,
+        249,
+    ),
+    (
+        "beauty",
+        (
+            "Face Serum",
+            "Lip Balm Set",
+            "Night Cream",
+            "Shampoo Bar",
+            "Eau de Parfum",
+            "Clay Mask",
+            "Sunscreen SPF 50",
+        ),
+        8,
+        119,
+    ),
+    (
+        "home",
+        (
+            "Throw Blanket",
+            "Scented Candle",
+            "Linen Duvet Cover",
+            "Table Lamp",
+            "Wall Mirror",
+            "Cushion Cover",
+            "Area Rug",
+            "Plant Pot",
+        ),
+        14,
+        299,
+    ),
+    (
+        "kitchen",
+        (
+            "Chef Knife",
+            "Cast Iron Skillet",
+            "Coffee Grinder",
+            "Espresso Cups",
+            "Cutting Board",
+            "Stand Mixer",
+            "French Press",
+            "Dutch Oven",
+        ),
+        12,
+        449,
+    ),
+    (
+        "electronics",
+        (
+            "Wireless Earbuds",
+            "Bluetooth Speaker",
+            "Smart Watch",
+            "E-Reader",
+            "Power Bank",
+            "Noise-Cancelling Headphones",
+            "Action Camera",
+            "Mechanical Keyboard",
+        ),
+        25,
+        599,
+    ),
+    (
+        "outdoor",
+        (
+            "Camping Tent",
+            "Sleeping Bag",
+            "Hiking Backpack",
+            "Trekking Poles",
+            "Water Bottle",
+            "Headlamp",
+            "Camp Stove",
+        ),
+        15,
+        399,
+    ),
+    (
+        "sports",
+        (
+            "Yoga Mat",
+            "Dumbbell Set",
+            "Cycling Jersey",
+            "Tennis Racket",
+            "Foam Roller",
+            "Resistance Bands",
+            "Swim Goggles",
+        ),
+        10,
+        259,
+    ),
+    (
+        "toys",
+        (
+            "Building Blocks",
+            "Puzzle 1000pc",
+            "Plush Bear",
+            "Board Game",
+            "Remote Control Car",
+            "Art Set",
+            "Wooden Train",
+        ),
+        9,
+        129,
+    ),
 )
 CATEGORIES = tuple(c[0] for c in CATALOG)
-ADJECTIVES = ("Classic", "Everyday", "Premium", "Organic", "Nordic", "Urban", "Vintage", "Ultralight",
-              "Signature", "Essential", "Coastal", "Alpine", "Studio", "Heritage", "Pro")
+ADJECTIVES = (
+    "Classic",
+    "Everyday",
+    "Premium",
+    "Organic",
+    "Nordic",
+    "Urban",
+    "Vintage",
+    "Ultralight",
+    "Signature",
+    "Essential",
+    "Coastal",
+    "Alpine",
+    "Studio",
+    "Heritage",
+    "Pro",
+)
 PRODUCTS_PER_NOUN = 6  # adjective variants per noun
 
 # daily probability of being active, share of customers
@@ -180,8 +479,32 @@ ABANDON_RATE = 0.23  # of those carts, share that fire cart_abandoned (~20% of a
 BACK_IN_STOCK_RATE = 0.0015  # alerts per day, as a share of all customers
 PRICE_DROP_RATE = 0.002
 REVIEW_DELAY_DAYS = (3, 7)
-HOUR_WEIGHTS = (1.0, 0.5, 0.3, 0.2, 0.2, 0.4, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0,
-                6.0, 5.5, 4.5, 4.5, 5.0, 5.5, 6.5, 8.0, 8.5, 7.5, 5.0, 2.5)
+HOUR_WEIGHTS = (
+    1.0,
+    0.5,
+    0.3,
+    0.2,
+    0.2,
+    0.4,
+    1.0,
+    2.0,
+    3.0,
+    4.0,
+    4.5,
+    5.0,
+    6.0,
+    5.5,
+    4.5,
+    4.5,
+    5.0,
+    5.5,
+    6.5,
+    8.0,
+    8.5,
+    7.5,
+    5.0,
+    2.5,
+)
 
 
 def _check_vocabulary() -> None:
@@ -189,7 +512,7 @@ def _check_vocabulary() -> None:
     words += list(EMAIL_DOMAINS) + list(ADJECTIVES) + [w for t in TIMEZONES for w in (t[0], t[4])]
     words += [w for c in CATALOG for w in (c[0], *c[1])]
     for w in words:
-        if any(ch in w for ch in "\t\n\r\\\""):
+        if any(ch in w for ch in '\t\n\r\\"'):
             raise AssertionError(f"seed vocabulary word {w!r} needs COPY/JSON escaping")
 
 
@@ -233,7 +556,9 @@ def _parse_until(until: str | datetime | None) -> datetime:
         try:
             dt = datetime.fromisoformat(text)
         except ValueError as exc:
-            raise ConfigError(f"--until {until!r} is not an ISO 8601 time, e.g. 2026-03-01T12:00:00Z") from exc
+            raise ConfigError(
+                f"--until {until!r} is not an ISO 8601 time, e.g. 2026-03-01T12:00:00Z"
+            ) from exc
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     dt = dt.astimezone(UTC)
@@ -361,16 +686,30 @@ def _build_world(n: int, seed: int) -> _World:
                 drop = cents - max(100, (cents * crng.choice((10, 15, 20, 25, 30)) // 100) // 100 * 100)
                 name = f"{adj} {noun}"
                 pid = f"p{serial:05d}"
-                items.append(_Product(
-                    segment=f"{pid}\t{name}\t{cat}\t{_money(cents)}",
-                    drop_segment=f"{pid}\t{name}\t{cat}\t{_money(drop)}",
-                    drop_props=f'{{"previous_price": {_money(cents)}}}',
-                    price_cents=cents,
-                ))
+                items.append(
+                    _Product(
+                        segment=f"{pid}\t{name}\t{cat}\t{_money(cents)}",
+                        drop_segment=f"{pid}\t{name}\t{cat}\t{_money(drop)}",
+                        drop_props=f'{{"previous_price": {_money(cents)}}}',
+                        price_cents=cents,
+                    )
+                )
         crng.shuffle(items)  # popularity order: earlier items are picked more often
         products_by_cat.append(items)
     browse_segments = [f"\\N\t\\N\t{cat}\t\\N" for cat in CATEGORIES]
-    return _World(n, ids, tz_idx, pref, classes, set(classes[0]), classes[0] + classes[1], products_by_cat, browse_segments, tz_names, tz_zone)
+    return _World(
+        n,
+        ids,
+        tz_idx,
+        pref,
+        classes,
+        set(classes[0]),
+        classes[0] + classes[1],
+        products_by_cat,
+        browse_segments,
+        tz_names,
+        tz_zone,
+    )
 
 
 # ---------------------------------------------------------------------- customers phase
@@ -384,7 +723,9 @@ class _CustomerChunk:
     suppressions: list[str] = field(default_factory=list)
 
 
-def _customer_chunks(world: _World, seed: int, anchor: int, fmt: _TsFormat) -> Iterator[tuple[int, _CustomerChunk]]:
+def _customer_chunks(
+    world: _World, seed: int, anchor: int, fmt: _TsFormat
+) -> Iterator[tuple[int, _CustomerChunk]]:
     """Rows of the customer tables, ``CUSTOMER_CHUNK`` customers at a time.
 
     ``anchor`` (epoch, a midnight) is the start of the event window: signups and
@@ -441,8 +782,10 @@ def _customer_chunks(world: _World, seed: int, anchor: int, fmt: _TsFormat) -> I
         aov = 2500 + int(r() * 12000)
         ltv = orders * aov
         tier = "none" if orders == 0 else tiers[min(3, (orders - 1) // 4)]
-        attrs = (f'{{"loyalty_tier": "{tier}", "lifetime_value": {_money(ltv)}, "orders_count": {orders}, '
-                 f'"signup_date": "{fmt.day(signup)}", "preferred_category": "{CATEGORIES[world.pref[i]]}"')
+        attrs = (
+            f'{{"loyalty_tier": "{tier}", "lifetime_value": {_money(ltv)}, "orders_count": {orders}, '
+            f'"signup_date": "{fmt.day(signup)}", "preferred_category": "{CATEGORIES[world.pref[i]]}"'
+        )
         if orders:
             last_order = anchor - 1 - int(r() ** 1.3 * min(days_before, 900) * DAY)
             attrs += f', "last_order_date": "{fmt.day(max(last_order, signup))}"'
@@ -461,7 +804,9 @@ def _customer_chunks(world: _World, seed: int, anchor: int, fmt: _TsFormat) -> I
             ids.append(f"phone\t{phone}\t{cid}\t{created}\n")
         ids.append(f"cookie\tck-{getbits(48):012x}{num:x}\t{cid}\t{created}\n")
         if r() < 0.3:
-            ids.append(f"cookie\tck-{getbits(48):012x}{num:x}-2\t{cid}\t{fmt.ts(signup + int(r() * 90 * DAY))}\n")
+            ids.append(
+                f"cookie\tck-{getbits(48):012x}{num:x}-2\t{cid}\t{fmt.ts(signup + int(r() * 90 * DAY))}\n"
+            )
         if push:
             ids.append(f"device\tdev-{num:x}-{getbits(32):08x}\t{cid}\t{created}\n")
 
@@ -524,15 +869,34 @@ def _generator_days(start: int, end: int) -> tuple[list[int], list[int]]:
     """(days whose follow-ups only can reach the window, days generated in full)."""
     first_full = (start - _AFTER) // DAY - 1
     last_full = (end + _BEFORE) // DAY + 1
-    full = [d for d in range(first_full, last_full + 1)
-            if (d + 1) * DAY + _AFTER > start and d * DAY - _BEFORE <= end]
-    lead = [d for d in range((start - _AFTER - _FOLLOW_UP) // DAY - 1, full[0])
-            if (d + 1) * DAY + _AFTER + _FOLLOW_UP > start] if full else []
+    full = [
+        d
+        for d in range(first_full, last_full + 1)
+        if (d + 1) * DAY + _AFTER > start and d * DAY - _BEFORE <= end
+    ]
+    lead = (
+        [
+            d
+            for d in range((start - _AFTER - _FOLLOW_UP) // DAY - 1, full[0])
+            if (d + 1) * DAY + _AFTER + _FOLLOW_UP > start
+        ]
+        if full
+        else []
+    )
     return lead, full
 
 
-def _day_events(world: _World, seed: int, day: int, start: int, end: int, full: bool,
-                fmt: _TsFormat, minutes: list[int], counts: dict[str, int]) -> Iterator[str]:
+def _day_events(
+    world: _World,
+    seed: int,
+    day: int,
+    start: int,
+    end: int,
+    full: bool,
+    fmt: _TsFormat,
+    minutes: list[int],
+    counts: dict[str, int],
+) -> Iterator[str]:
     """COPY lines of the events generated for UTC ``day`` with ``start < ts <= end``.
 
     Without ``full`` only the follow-ups of the day's purchases (``review_due``) are
@@ -576,7 +940,9 @@ def _day_events(world: _World, seed: int, day: int, start: int, end: int, full: 
         at = local_time(rr, i)
         items = [pick(rr, i) for _ in range(1 if rr() < 0.6 else (2 if rr() < 0.7 else 3))]
         order_id = f"o{day}-{seq + 1:06d}"
-        review_at = at + (REVIEW_DELAY_DAYS[0] + int(rr() * (REVIEW_DELAY_DAYS[1] - REVIEW_DELAY_DAYS[0] + 1))) * DAY
+        review_at = (
+            at + (REVIEW_DELAY_DAYS[0] + int(rr() * (REVIEW_DELAY_DAYS[1] - REVIEW_DELAY_DAYS[0] + 1))) * DAY
+        )
         review_at += int((rr() - 0.5) * 4 * 3600)
         orders[i] = (at, items, order_id)
         if start < review_at <= end:
@@ -616,8 +982,10 @@ def _day_events(world: _World, seed: int, day: int, start: int, end: int, full: 
                     t += 10 + int(r() * 60)
                 if start < at <= end:
                     counts["purchase"] += 1
-                    yield (f"{cid}\tpurchase\t{ts(at)}\t{items[0].segment}\t{_money(total)}\t{order_id}"
-                           f'\t{{"items": {len(items)}}}\n')
+                    yield (
+                        f"{cid}\tpurchase\t{ts(at)}\t{items[0].segment}\t{_money(total)}\t{order_id}"
+                        f'\t{{"items": {len(items)}}}\n'
+                    )
                 continue
 
             t = local_time(r, i)
@@ -675,20 +1043,28 @@ def _day_events(world: _World, seed: int, day: int, start: int, end: int, full: 
             yield f"{ids[i]}\tprice_drop\t{ts(t)}\t{prod.drop_segment}\t\\N\t\\N\t{prod.drop_props}\n"
 
 
-EVENT_TYPES = ("browse", "product_view", "add_to_cart", "cart_abandoned", "purchase",
-               "back_in_stock", "price_drop", "review_due")
+EVENT_TYPES = (
+    "browse",
+    "product_view",
+    "add_to_cart",
+    "cart_abandoned",
+    "purchase",
+    "back_in_stock",
+    "price_drop",
+    "review_due",
+)
 
 
 # ------------------------------------------------------------------------------ writing
 
 COPY_SQL = {
     "customers": "COPY customers (customer_id, email, phone, push_token, postal_address, first_name, "
-                 "last_name, timezone, attributes, created_at) FROM STDIN",
+    "last_name, timezone, attributes, created_at) FROM STDIN",
     "identifiers": "COPY identifiers (kind, value, customer_id, first_seen) FROM STDIN",
     "consents": "COPY consents (customer_id, channel, topic, status, source, updated_at) FROM STDIN",
     "suppressions": "COPY suppressions (channel, address, reason, created_at) FROM STDIN",
     "events": "COPY events (customer_id, type, ts, product_id, item_name, category, price, cart_value, "
-              "order_id, properties) FROM STDIN",
+    "order_id, properties) FROM STDIN",
 }
 
 
@@ -778,14 +1154,21 @@ def run_seed(
             has_rows = bool(cur.fetchone()[0])
         conn.commit()
 
-        same = (meta is not None and meta.get("complete") and meta.get("version") == GENERATOR_VERSION
-                and meta.get("customers") == customers and meta.get("seed") == seed)
+        same = (
+            meta is not None
+            and meta.get("complete")
+            and meta.get("version") == GENERATOR_VERSION
+            and meta.get("customers") == customers
+            and meta.get("seed") == seed
+        )
         if same and not reset:
             assert meta is not None
             prev_end = int(datetime.fromisoformat(meta["until"].replace("Z", "+00:00")).timestamp())
             if end <= prev_end:
-                say(f"store already seeded up to {meta['until']} ({customers:,} customers, seed {seed}): "
-                    "nothing to add")
+                say(
+                    f"store already seeded up to {meta['until']} ({customers:,} customers, seed {seed}): "
+                    "nothing to add"
+                )
                 return SeedStats(mode="up_to_date", window_start=meta["until"], window_end=meta["until"])
             start = max(prev_end, end - days * DAY)
             mode = "top_up"
@@ -798,8 +1181,15 @@ def run_seed(
                 )
             start = end - days * DAY
             mode = "rebuild"
-            meta = {"version": GENERATOR_VERSION, "customers": customers, "seed": seed,
-                    "start": _iso(start), "until": _iso(end), "days": days, "complete": False}
+            meta = {
+                "version": GENERATOR_VERSION,
+                "customers": customers,
+                "seed": seed,
+                "start": _iso(start),
+                "until": _iso(end),
+                "days": days,
+                "complete": False,
+            }
 
         stats = SeedStats(mode=mode, window_start=_iso(start), window_end=_iso(end))
         progress_cm: Any = nullcontext()
@@ -813,8 +1203,15 @@ def run_seed(
                 TimeRemainingColumn,
             )
 
-            progress_cm = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                                   TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+            progress_cm = Progress(
+                TextColumn("{task.description:<10}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            )
 
         with progress_cm as progress:
             t0 = time.perf_counter()
@@ -841,9 +1238,11 @@ def run_seed(
                     if progress:
                         progress.update(task, completed=done)
                 stats.seconds["customers"] = round(time.perf_counter() - t0, 2)
-                say(f"customers: {stats.customers:,} customers, {stats.identifiers:,} identifiers, "
+                say(
+                    f"customers: {stats.customers:,} customers, {stats.identifiers:,} identifiers, "
                     f"{stats.consents:,} consents, {stats.suppressions:,} suppressions "
-                    f"in {stats.seconds['customers']:.1f}s")
+                    f"in {stats.seconds['customers']:.1f}s"
+                )
 
             t0 = time.perf_counter()
             lead, full = _generator_days(start, end)
@@ -861,9 +1260,10 @@ def run_seed(
                     progress.advance(task)
             stats.events_by_type = counts
             stats.seconds["events"] = round(time.perf_counter() - t0, 2)
-            say(f"events: {stats.events:,} in ({stats.window_start}, {stats.window_end}] "
-                f"in {stats.seconds['events']:.1f}s — "
-                + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+            say(
+                f"events: {stats.events:,} in ({stats.window_start}, {stats.window_end}] "
+                f"in {stats.seconds['events']:.1f}s — " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+            )
 
             t0 = time.perf_counter()
             with conn.cursor() as cur:

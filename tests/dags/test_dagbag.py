@@ -94,8 +94,10 @@ def test_invalid_campaign_file_does_not_hide_the_others(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "dags", dags)
     good = sorted((dags / "campaigns").glob("*.yaml"))
     broken = dags / "campaigns" / "broken_promo.yaml"
-    broken.write_text("id: broken_promo\nname: Broken\nowner: crm\nschedule: '@hourly'\nstart_date: 2026-01-01\n"
-                      "priority: high\nchannels: [email]\n")
+    broken.write_text(
+        "id: broken_promo\nname: Broken\nowner: crm\nschedule: '@hourly'\nstart_date: 2026-01-01\n"
+        "priority: high\nchannels: [email]\n"
+    )
     bag = _dagbag(dags)
     assert bag.import_errors == {}
     for path in good:

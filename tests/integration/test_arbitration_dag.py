@@ -82,12 +82,15 @@ def _populate(engine: Engine, people: int = 60) -> None:
         conn.execute(sa.text("truncate customers, events, consents, suppressions, messages"))
         conn.execute(
             sa.text(
-                "insert into customers (customer_id, email, push_token, timezone)"
-                " values (:c, :e, :p, :tz)"
+                "insert into customers (customer_id, email, push_token, timezone) values (:c, :e, :p, :tz)"
             ),
             [
-                {"c": f"p{i:03d}", "e": None if i % 11 == 0 else f"P{i}@Example.com ",
-                 "p": f"tok{i}" if i % 2 else None, "tz": tzs[i % len(tzs)]}
+                {
+                    "c": f"p{i:03d}",
+                    "e": None if i % 11 == 0 else f"P{i}@Example.com ",
+                    "p": f"tok{i}" if i % 2 else None,
+                    "tz": tzs[i % len(tzs)],
+                }
                 for i in range(people)
             ],
         )
@@ -96,9 +99,19 @@ def _populate(engine: Engine, people: int = 60) -> None:
             for kind in ("cart_abandoned", "browse", "review_due", "purchase"):
                 if (i + len(kind)) % 3:
                     rows.append({"c": f"p{i:03d}", "t": kind, "ts": inside, "item": f"item{i}"})
-        conn.execute(sa.text("insert into events (customer_id, type, ts, item_name) values (:c, :t, :ts, :item)"), rows)
-        conn.execute(sa.text("insert into suppressions (channel, address, reason) values ('email', 'p5@example.com', 'bounce')"))
-        conn.execute(sa.text("insert into consents (customer_id, channel, topic, status) values ('p007', 'email', '', 'opt_out')"))
+        conn.execute(
+            sa.text("insert into events (customer_id, type, ts, item_name) values (:c, :t, :ts, :item)"), rows
+        )
+        conn.execute(
+            sa.text(
+                "insert into suppressions (channel, address, reason) values ('email', 'p5@example.com', 'bounce')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "insert into consents (customer_id, channel, topic, status) values ('p007', 'email', '', 'opt_out')"
+            )
+        )
         # history: one message yesterday evening for some people
         conn.execute(
             sa.text(
@@ -165,46 +178,97 @@ def test_cycle_decides_commits_and_holds_the_invariants(
             )
         ).scalar()
         assert n_alts == len(decisions)
-        assert conn.execute(sa.text("select count(*) from candidate_batches where decided_cycle_at = :t"),
-                            {"t": T}).scalar() == 4
+        assert (
+            conn.execute(
+                sa.text("select count(*) from candidate_batches where decided_cycle_at = :t"), {"t": T}
+            ).scalar()
+            == 4
+        )
         # outbox == selected decisions
         selected = {(d[0], d[1], d[2]) for d in decisions if d[3] == "selected"}
-        outbox = {tuple(r) for r in conn.execute(sa.text(
-            "select customer_id, campaign_id, channel from messages where cycle_at = :t"), {"t": T})}
+        outbox = {
+            tuple(r)
+            for r in conn.execute(
+                sa.text("select customer_id, campaign_id, channel from messages where cycle_at = :t"),
+                {"t": T},
+            )
+        }
         assert outbox == selected and selected
         # caps: at most 2 counting messages in 24h, at most 1 promo per local day
-        over = conn.execute(sa.text(
-            "select customer_id from messages where counts_toward_caps and cycle_at > :t - interval '24 hours'"
-            " group by customer_id having count(*) > 2"), {"t": T}).all()
+        over = conn.execute(
+            sa.text(
+                "select customer_id from messages where counts_toward_caps and cycle_at > :t - interval '24 hours'"
+                " group by customer_id having count(*) > 2"
+            ),
+            {"t": T},
+        ).all()
         assert over == []
-        promo_today = conn.execute(sa.text(
-            "select customer_id, count(*) from messages m where 'promo' = any(tags) and cycle_at = :t"
-            " group by 1 having count(*) > 1"), {"t": T}).all()
+        promo_today = conn.execute(
+            sa.text(
+                "select customer_id, count(*) from messages m where 'promo' = any(tags) and cycle_at = :t"
+                " group by 1 having count(*) > 1"
+            ),
+            {"t": T},
+        ).all()
         assert promo_today == []
         # the global control group gets no marketing
-        gc = conn.execute(sa.text(
-            "select count(*) from messages m where cycle_at = :t and campaign_id <> 'receipt'"
-            " and baton_bucket('baton:' || customer_id) < 2000"), {"t": T}).scalar()
+        gc = conn.execute(
+            sa.text(
+                "select count(*) from messages m where cycle_at = :t and campaign_id <> 'receipt'"
+                " and baton_bucket('baton:' || customer_id) < 2000"
+            ),
+            {"t": T},
+        ).scalar()
         assert gc == 0
-        assert conn.execute(sa.text(
-            "select count(*) from decisions where cycle_at = :t and outcome = 'holdout_global'"), {"t": T}
-        ).scalar() > 0
+        assert (
+            conn.execute(
+                sa.text("select count(*) from decisions where cycle_at = :t and outcome = 'holdout_global'"),
+                {"t": T},
+            ).scalar()
+            > 0
+        )
         # transactional receipts go to the control group too
-        assert conn.execute(sa.text(
-            "select count(*) from messages where cycle_at = :t and campaign_id = 'receipt'"
-            " and baton_bucket('baton:' || customer_id) < 2000"), {"t": T}).scalar() > 0
-        summary = dict(conn.execute(sa.text(
-            "select outcome, sum(n) from cycle_outcomes where cycle_at = :t group by 1"), {"t": T}).all())
+        assert (
+            conn.execute(
+                sa.text(
+                    "select count(*) from messages where cycle_at = :t and campaign_id = 'receipt'"
+                    " and baton_bucket('baton:' || customer_id) < 2000"
+                ),
+                {"t": T},
+            ).scalar()
+            > 0
+        )
+        summary = dict(
+            conn.execute(
+                sa.text("select outcome, sum(n) from cycle_outcomes where cycle_at = :t group by 1"), {"t": T}
+            ).all()
+        )
         # the summary the shards count from their working tables is the stored decisions, grouped
-        grouped = conn.execute(sa.text(
-            "select campaign_id, channel, outcome, case when outcome = 'capped' then reason else '' end, count(*)"
-            " from decisions where cycle_at = :t group by 1, 2, 3, 4"), {"t": T}).all()
-        stored = conn.execute(sa.text(
-            "select campaign_id, channel, outcome, reason, n from cycle_outcomes where cycle_at = :t"), {"t": T}).all()
+        grouped = conn.execute(
+            sa.text(
+                "select campaign_id, channel, outcome, case when outcome = 'capped' then reason else '' end, count(*)"
+                " from decisions where cycle_at = :t group by 1, 2, 3, 4"
+            ),
+            {"t": T},
+        ).all()
+        stored = conn.execute(
+            sa.text(
+                "select campaign_id, channel, outcome, reason, n from cycle_outcomes where cycle_at = :t"
+            ),
+            {"t": T},
+        ).all()
         assert sorted(map(tuple, stored)) == sorted(map(tuple, grouped))
     assert sum(summary.values()) == len(decisions)
-    for outcome in ("unknown_customer", "unreachable", "suppressed", "no_consent", "holdout_global",
-                    "channel_alternative", "capped", "selected"):
+    for outcome in (
+        "unknown_customer",
+        "unreachable",
+        "suppressed",
+        "no_consent",
+        "holdout_global",
+        "channel_alternative",
+        "capped",
+        "selected",
+    ):
         assert summary.get(outcome, 0) > 0, outcome
 
     # a rerun of the decided cycle changes nothing
@@ -213,9 +277,9 @@ def test_cycle_decides_commits_and_holds_the_invariants(
     assert build_arbitration_dag(dags_folder).test(logical_date=T).state == "success"
     assert _decisions(env) == decisions
     with env.connect() as conn:
-        assert conn.execute(sa.text("select count(*) from messages where cycle_at = :t"), {"t": T}).scalar() == len(
-            selected
-        )
+        assert conn.execute(
+            sa.text("select count(*) from messages where cycle_at = :t"), {"t": T}
+        ).scalar() == len(selected)
 
 
 def test_shard_count_changes_nothing(
@@ -225,7 +289,11 @@ def test_shard_count_changes_nothing(
     for shards in ("1", "4"):
         monkeypatch.setenv("BATON_ARBITRATION_SHARDS", shards)
         with env.begin() as conn:
-            conn.execute(sa.text("truncate candidate_batches, candidates, cycles, cycle_decisions, cycle_outcomes, messages"))
+            conn.execute(
+                sa.text(
+                    "truncate candidate_batches, candidates, cycles, cycle_decisions, cycle_outcomes, messages"
+                )
+            )
         _populate(env)
         _run_cycle(dags_folder)
         results.append(_decisions(env))
@@ -243,9 +311,13 @@ def test_batches_ready_trigger_fires_on_ready_or_deadline(env: Engine) -> None:
     trig = BatchesReadyTrigger(T.isoformat(), {"cart": T.isoformat()}, soon, poll_interval=0.2)
     assert asyncio.run(first_event(trig)) == {"status": "deadline", "ready": [], "missing": ["cart"]}
     with env.begin() as conn:
-        conn.execute(sa.text(
-            "insert into candidate_batches (campaign_id, cycle_at, data_interval_start, data_interval_end)"
-            " values ('cart', :t, :s, :t)"), {"t": T, "s": T - timedelta(hours=1)})
+        conn.execute(
+            sa.text(
+                "insert into candidate_batches (campaign_id, cycle_at, data_interval_start, data_interval_end)"
+                " values ('cart', :t, :s, :t)"
+            ),
+            {"t": T, "s": T - timedelta(hours=1)},
+        )
     later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
     trig = BatchesReadyTrigger(T.isoformat(), {"cart": T.isoformat()}, later, poll_interval=0.2)
     assert asyncio.run(first_event(trig)) == {"status": "ready", "ready": ["cart"], "missing": []}

@@ -46,7 +46,7 @@ def _campaign(cid: str, priority: int, tags: str, etype: str) -> str:
         "    select customer_id, count(*) as score, max(item_name) as item_name from events\n"
         f"    where type = '{etype}' and ts >= {{{{ data_interval_start }}}} and ts < {{{{ data_interval_end }}}}\n"
         "    group by customer_id\n"
-        "message:\n  email: {subject: \"Hi {{ first_name }}\", html: \"<p>{{ item_name }}</p>\"}\n"
+        'message:\n  email: {subject: "Hi {{ first_name }}", html: "<p>{{ item_name }}</p>"}\n'
     )
 
 
@@ -76,37 +76,55 @@ def airflow_stack(fresh_store: Engine, tmp_path: Path) -> Iterator[tuple[dict[st
     smtp = SmtpSink(maildir=tmp_path / "maildir")
     smtp.start()
     env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": af_url.render_as_string(hide_password=False),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
-        "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "BATON_DATABASE_URL": fresh_store.url.render_as_string(hide_password=False),
-        "BATON_UNSUBSCRIBE_SECRET": "backfill-test-secret-" + "q" * 32,
-        "AIRFLOW_CONN_BATON_EMAIL": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
-                                                "extra": {"from": "shop@example.com"}}),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "dev"), env.get("PYTHONPATH", "")]),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(tmp_path / "airflow"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": af_url.render_as_string(hide_password=False),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+            "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "BATON_DATABASE_URL": fresh_store.url.render_as_string(hide_password=False),
+            "BATON_UNSUBSCRIBE_SECRET": "backfill-test-secret-" + "q" * 32,
+            "AIRFLOW_CONN_BATON_EMAIL": json.dumps(
+                {
+                    "conn_type": "smtp",
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "extra": {"from": "shop@example.com"},
+                }
+            ),
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT / "include"), str(ROOT / "dev"), env.get("PYTHONPATH", "")]
+            ),
+        }
+    )
     airflow = [sys.executable, "-m", "airflow"]
     subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-    subprocess.run([*airflow, "pools", "set", "baton_email", "4", "email"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*airflow, "pools", "set", "baton_email", "4", "email"], env=env, check=True, capture_output=True
+    )
     logs = tmp_path / "logs"
     logs.mkdir()
     procs = [
-        subprocess.Popen([*airflow, *cmd], env=env, stdout=open(logs / f"{cmd[0]}.log", "wb"),  # noqa: SIM115
-                         stderr=subprocess.STDOUT, start_new_session=True)
+        subprocess.Popen(
+            [*airflow, *cmd],
+            env=env,
+            stdout=open(logs / f"{cmd[0]}.log", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         for cmd in (["api-server", "--port", str(port)], ["scheduler"], ["dag-processor"], ["triggerer"])
     ]
-    af_engine = sa.create_engine(make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).set(
-        drivername="postgresql+psycopg"))
+    af_engine = sa.create_engine(
+        make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).set(drivername="postgresql+psycopg")
+    )
     try:
         yield env, af_engine, smtp
     finally:
@@ -124,7 +142,9 @@ def airflow_stack(fresh_store: Engine, tmp_path: Path) -> Iterator[tuple[dict[st
                 os.killpg(p.pid, signal.SIGKILL)
         smtp.stop()
         af_engine.dispose()
-        admin = sa.create_engine(store_engine.server_url().set(database="postgres"), isolation_level="AUTOCOMMIT")
+        admin = sa.create_engine(
+            store_engine.server_url().set(database="postgres"), isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as conn:
             conn.exec_driver_sql(f'drop database if exists "{af_db}" with (force)')
         admin.dispose()
@@ -142,17 +162,24 @@ def _wait(what: str, predicate, timeout: float = 300.0):  # type: ignore[no-unty
 
 def _populate(engine: Engine, now: datetime) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "insert into customers (customer_id, email, first_name, timezone) select 'p' || i,"
-            " 'p' || i || '@example.com', 'N' || i, 'UTC' from generate_series(1, 40) i"))
+        conn.execute(
+            sa.text(
+                "insert into customers (customer_id, email, first_name, timezone) select 'p' || i,"
+                " 'p' || i || '@example.com', 'N' || i, 'UTC' from generate_series(1, 40) i"
+            )
+        )
         # the three backfilled hours (4 to 6 hours ago): p1..p20; the live hour: p21..p40.
         # (The backfill and the live cycle may decide in either order; with disjoint people the
         # backfill always has messages of its own, which must expire rather than be sent.)
-        conn.execute(sa.text(
-            "insert into events (customer_id, type, ts, item_name) select 'p' || i, t.t,"
-            " :now - make_interval(hours => h) + interval '10 minutes', 'Boots'"
-            " from generate_series(1, 40) i cross join (values ('browse'), ('cart_abandoned'), ('product_view')) t(t)"
-            " cross join (values (1), (4), (5), (6)) hh(h) where (h = 1) = (i > 20)"), {"now": now})
+        conn.execute(
+            sa.text(
+                "insert into events (customer_id, type, ts, item_name) select 'p' || i, t.t,"
+                " :now - make_interval(hours => h) + interval '10 minutes', 'Boots'"
+                " from generate_series(1, 40) i cross join (values ('browse'), ('cart_abandoned'), ('product_view')) t(t)"
+                " cross join (values (1), (4), (5), (6)) hh(h) where (h = 1) = (i > 20)"
+            ),
+            {"now": now},
+        )
 
 
 def test_backfill_beside_the_live_schedule(airflow_stack, fresh_store: Engine) -> None:  # type: ignore[no-untyped-def]
@@ -167,46 +194,81 @@ def test_backfill_beside_the_live_schedule(airflow_stack, fresh_store: Engine) -
 
     _wait("the DAG processor to parse the DAGs", dags_parsed, 240)
     # the live schedule runs: catchup is off, so each DAG runs its latest interval, ending at `now`
-    subprocess.run([*airflow, "dags", "unpause", "--treat-dag-id-as-regex", "-y", "^campaign__"],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*airflow, "dags", "unpause", "--treat-dag-id-as-regex", "-y", "^campaign__"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     # backfill three past cycles, older than max_send_delay: campaigns, then the cycle DAG, for
     # data intervals starting now-6h, now-5h, now-4h (cycles now-5h, now-4h, now-3h)
     frm, to = (now - timedelta(hours=6)).isoformat(), (now - timedelta(hours=4)).isoformat()
     for dag_id in ("campaign__promo", "campaign__cart", "campaign__news"):
-        subprocess.run([*airflow, "backfill", "create", "--dag-id", dag_id, "--from-date", frm, "--to-date", to],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [*airflow, "backfill", "create", "--dag-id", dag_id, "--from-date", frm, "--to-date", to],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
 
     def runs_done(dag_like: str, n: int) -> bool:
         with af_engine.connect() as conn:
-            states = conn.execute(sa.text("select state from dag_run where dag_id like :d"), {"d": dag_like}).scalars()
+            states = conn.execute(
+                sa.text("select state from dag_run where dag_id like :d"), {"d": dag_like}
+            ).scalars()
             states = list(states)
         assert "failed" not in states, f"a {dag_like} run failed"
         return len(states) >= n and all(s == "success" for s in states)
 
     _wait("the campaign backfills and live runs", lambda: runs_done("campaign\\_\\_%", 12), 420)
     # the cycle DAG's backfill runs only while the DAG is unpaused, i.e. beside its live schedule
-    subprocess.run([*airflow, "backfill", "create", "--dag-id", "baton_arbitration", "--from-date", frm,
-                    "--to-date", to], env=env, check=True, capture_output=True)
-    subprocess.run([*airflow, "dags", "unpause", "-y", "baton_arbitration"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            *airflow,
+            "backfill",
+            "create",
+            "--dag-id",
+            "baton_arbitration",
+            "--from-date",
+            frm,
+            "--to-date",
+            to,
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*airflow, "dags", "unpause", "-y", "baton_arbitration"], env=env, check=True, capture_output=True
+    )
     _wait("the backfilled cycles and the live cycle", lambda: runs_done("baton\\_arbitration", 4), 480)
 
     cycles = [now - timedelta(hours=h) for h in (5, 4, 3)]
     with fresh_store.connect() as conn:
         decided = dict(conn.execute(sa.text("select cycle_at, status from cycles")).all())
-        per_cycle = dict(conn.execute(sa.text(
-            "select cycle_at, count(*) from decisions group by 1")).all())
-        statuses = conn.execute(sa.text(
-            "select cycle_at, status, count(*) from messages group by 1, 2 order by 1, 2")).all()
-        over_daily = conn.execute(sa.text(
-            "select customer_id from messages where status not in ('expired', 'cancelled', 'failed')"
-            " and counts_toward_caps and cycle_at > :now - interval '24 hours' and cycle_at <= :now"
-            " group by customer_id having count(*) > 2"), {"now": now}).all()
-        over_promo = conn.execute(sa.text(
-            "select customer_id from messages where status not in ('expired', 'cancelled', 'failed')"
-            " and 'promo' = any(tags) and cycle_at >= date_trunc('day', cast(:now as timestamptz))"
-            " group by customer_id having count(*) > 1"), {"now": now}).all()
-        live_sent = conn.execute(sa.text(
-            "select count(*) from messages where cycle_at = :now and status = 'sent'"), {"now": now}).scalar()
+        per_cycle = dict(conn.execute(sa.text("select cycle_at, count(*) from decisions group by 1")).all())
+        statuses = conn.execute(
+            sa.text("select cycle_at, status, count(*) from messages group by 1, 2 order by 1, 2")
+        ).all()
+        over_daily = conn.execute(
+            sa.text(
+                "select customer_id from messages where status not in ('expired', 'cancelled', 'failed')"
+                " and counts_toward_caps and cycle_at > :now - interval '24 hours' and cycle_at <= :now"
+                " group by customer_id having count(*) > 2"
+            ),
+            {"now": now},
+        ).all()
+        over_promo = conn.execute(
+            sa.text(
+                "select customer_id from messages where status not in ('expired', 'cancelled', 'failed')"
+                " and 'promo' = any(tags) and cycle_at >= date_trunc('day', cast(:now as timestamptz))"
+                " group by customer_id having count(*) > 1"
+            ),
+            {"now": now},
+        ).all()
+        live_sent = conn.execute(
+            sa.text("select count(*) from messages where cycle_at = :now and status = 'sent'"), {"now": now}
+        ).scalar()
     for c in cycles:
         assert decided.get(c) == "decided", (c, decided)
         assert per_cycle.get(c, 0) > 0, "the backfilled cycle's decisions are recorded"

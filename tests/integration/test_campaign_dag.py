@@ -81,7 +81,9 @@ def store_env(fresh_store: Engine, dags_folder: Path, monkeypatch: pytest.Monkey
     return fresh_store
 
 
-def test_campaign_dag_writes_and_replaces_its_batch(airflow_db: str, store_env: Engine, dags_folder: Path) -> None:
+def test_campaign_dag_writes_and_replaces_its_batch(
+    airflow_db: str, store_env: Engine, dags_folder: Path
+) -> None:
     fresh_store = store_env
     from baton.airflow.dags.campaigns import build_campaign_dags
 
@@ -105,7 +107,9 @@ def test_campaign_dag_writes_and_replaces_its_batch(airflow_db: str, store_env: 
         with fresh_store.connect() as conn:
             b = conn.execute(sa.text("select * from candidate_batches where campaign_id = 'cart_test'")).all()
             c = conn.execute(
-                sa.text("select customer_id, score, channel, payload, expires_at from candidates order by seq")
+                sa.text(
+                    "select customer_id, score, channel, payload, expires_at from candidates order by seq"
+                )
             ).all()
         return b, c
 

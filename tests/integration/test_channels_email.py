@@ -98,7 +98,11 @@ def test_reconnects_when_the_server_ends_the_session(smtp_sink: SmtpSink) -> Non
 
 def test_550_is_terminal_and_the_batch_goes_on(smtp_sink: SmtpSink) -> None:
     smtp_sink.reject.add("gone@example.com")
-    msgs = [make_message(1), make_message(2, recipient=make_recipient(email="gone@example.com")), make_message(3)]
+    msgs = [
+        make_message(1),
+        make_message(2, recipient=make_recipient(email="gone@example.com")),
+        make_message(3),
+    ]
     with _adapter(smtp_sink) as adapter:
         ok1, rejected, ok3 = adapter.send_batch(msgs)
     assert isinstance(ok1, SendResult) and isinstance(ok3, SendResult)
@@ -122,7 +126,8 @@ def test_server_down_is_transient() -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["", "no-at-sign", "a@b", "two@@example.com", "sp ace@example.com", "a@-bad-.example", "x@example.123"]
+    "address",
+    ["", "no-at-sign", "a@b", "two@@example.com", "sp ace@example.com", "a@-bad-.example", "x@example.123"],
 )
 def test_invalid_address_is_terminal_without_contacting_the_server(smtp_sink: SmtpSink, address: str) -> None:
     with pytest.raises(RecipientRejectedError, match="invalid email address"):
@@ -142,7 +147,9 @@ def test_login(tmp_path: Path) -> None:
     with SmtpSink(maildir=tmp_path / "md", auth=("shop", "s3cret")) as sink:
         with _adapter(sink) as adapter:
             assert isinstance(adapter.send(make_message(1)), SendResult)
-        bad = ConnectionInfo("baton_email", "smtp", sink.host, sink.port, "shop", "wrong", extra={"timeout": 2})
+        bad = ConnectionInfo(
+            "baton_email", "smtp", sink.host, sink.port, "shop", "wrong", extra={"timeout": 2}
+        )
         with pytest.raises(ChannelTransientError, match="authentication failed"):
             adapter_for("email", bad).send(make_message(2))
         assert sink.received == 1

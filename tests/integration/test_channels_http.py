@@ -111,7 +111,10 @@ def test_a_hanging_provider_times_out_as_transient(provider: ProviderEmulator, c
 @pytest.mark.parametrize("channel", CHANNELS)
 def test_400_is_terminal_with_the_providers_reason(provider: ProviderEmulator, channel: str) -> None:
     provider.always_terminal = True
-    with _adapter(provider, channel) as adapter, pytest.raises(TerminalDeliveryError, match="always_terminal") as info:
+    with (
+        _adapter(provider, channel) as adapter,
+        pytest.raises(TerminalDeliveryError, match="always_terminal") as info,
+    ):
         adapter.send(make_message(1, channel))
     assert "HTTP 400" in str(info.value) and not isinstance(info.value, RecipientRejectedError)
 
@@ -126,13 +129,23 @@ def test_twilio_error_code_in_the_reason_and_rejected_number(provider: ProviderE
 
 def test_unregistered_push_token_is_rejected(provider: ProviderEmulator) -> None:
     provider.reject.add("stale-token")
-    with _adapter(provider, "push") as adapter, pytest.raises(RecipientRejectedError, match="UNREGISTERED") as info:
+    with (
+        _adapter(provider, "push") as adapter,
+        pytest.raises(RecipientRejectedError, match="UNREGISTERED") as info,
+    ):
         adapter.send(make_message(1, "push", recipient=make_recipient(push_token="stale-token")))
     assert info.value.address == "stale-token"
 
 
-@pytest.mark.parametrize(("channel", "field", "value"), [("sms", "phone", "555-0100"), ("sms", "phone", None),
-                                                          ("push", "push_token", ""), ("push", "push_token", "a b")])
+@pytest.mark.parametrize(
+    ("channel", "field", "value"),
+    [
+        ("sms", "phone", "555-0100"),
+        ("sms", "phone", None),
+        ("push", "push_token", ""),
+        ("push", "push_token", "a b"),
+    ],
+)
 def test_invalid_address_is_terminal_without_a_request(
     provider: ProviderEmulator, channel: str, field: str, value: str | None
 ) -> None:
@@ -142,9 +155,13 @@ def test_invalid_address_is_terminal_without_a_request(
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
-def test_bad_credentials_are_transient_and_say_what_to_check(provider: ProviderEmulator, channel: str) -> None:
+def test_bad_credentials_are_transient_and_say_what_to_check(
+    provider: ProviderEmulator, channel: str
+) -> None:
     conn = provider.sms_connection() if channel == "sms" else provider.push_connection()
-    wrong = ConnectionInfo(conn.conn_id, conn.conn_type, conn.host, None, conn.login, "wrong", None, conn.extra)
+    wrong = ConnectionInfo(
+        conn.conn_id, conn.conn_type, conn.host, None, conn.login, "wrong", None, conn.extra
+    )
     with pytest.raises(ChannelTransientError, match="authentication failed.*credentials of connection"):
         adapter_for(channel, wrong).send(make_message(1, channel))
     assert provider.messages(channel) == []
@@ -152,8 +169,16 @@ def test_bad_credentials_are_transient_and_say_what_to_check(provider: ProviderE
 
 @pytest.mark.parametrize("channel", CHANNELS)
 def test_provider_down_is_transient_not_sent(channel: str) -> None:
-    conn = ConnectionInfo("c", "http", f"http://127.0.0.1:{free_port()}", None, "ACx", "tok", None,
-                          {"from": "+15005550006", "project": "p", "timeout": 1})
+    conn = ConnectionInfo(
+        "c",
+        "http",
+        f"http://127.0.0.1:{free_port()}",
+        None,
+        "ACx",
+        "tok",
+        None,
+        {"from": "+15005550006", "project": "p", "timeout": 1},
+    )
     with pytest.raises(ChannelTransientError, match="cannot connect") as info:
         adapter_for(channel, conn).send(make_message(1, channel))
     assert not info.value.maybe_sent
@@ -174,7 +199,12 @@ def test_rate_limiting_stops_the_batch_at_once_and_passes_retry_after(provider: 
         results = adapter.send_batch([make_message(i, "push") for i in range(1, 5)])
     assert provider.requests == 1
     assert [retry_after_of(r) for r in results if isinstance(r, ChannelTransientError)] == [2.0] * 4
-    assert [r.attempted for r in results if isinstance(r, ChannelTransientError)] == [True, False, False, False]
+    assert [r.attempted for r in results if isinstance(r, ChannelTransientError)] == [
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 def test_flaky_provider_every_message_once_after_retries(provider: ProviderEmulator) -> None:
@@ -185,7 +215,9 @@ def test_flaky_provider_every_message_once_after_retries(provider: ProviderEmula
             if not pending:
                 break
             results = adapter.send_batch(pending)
-            pending = [m for m, r in zip(pending, results, strict=True) if isinstance(r, ChannelTransientError)]
+            pending = [
+                m for m, r in zip(pending, results, strict=True) if isinstance(r, ChannelTransientError)
+            ]
     assert pending == []
     assert sorted(int(m["message_id"]) for m in provider.messages("sms")) == list(range(1, 41))
     assert provider.duplicates == 0
@@ -201,4 +233,6 @@ def test_connection_settings_errors() -> None:
     with pytest.raises(ConfigError, match="no credentials for FCM: set extra 'service_account'"):
         adapter_for("push", ConnectionInfo("baton_push", extra={"project": "p"}))
     with pytest.raises(ConfigError, match="not an http"):
-        adapter_for("push", ConnectionInfo("baton_push", host="ftp://x", password="t", extra={"project": "p"}))
+        adapter_for(
+            "push", ConnectionInfo("baton_push", host="ftp://x", password="t", extra={"project": "p"})
+        )

@@ -52,14 +52,21 @@ message:
 
 def _campaign(cid: str, priority: int, channels: list[str], etype: str) -> str:
     text = CAMPAIGN.format(cid=cid, priority=priority, channels=", ".join(channels), etype=etype)
-    keep = [line for line in text.splitlines() if not line.startswith("  ") or
-            not any(line.startswith(f"  {ch}:") for ch in {"email", "sms", "push"} - set(channels))]
+    keep = [
+        line
+        for line in text.splitlines()
+        if not line.startswith("  ")
+        or not any(line.startswith(f"  {ch}:") for ch in {"email", "sms", "push"} - set(channels))
+    ]
     return "\n".join(keep) + "\n"
 
 
 @pytest.fixture()
 def servers(tmp_path: Path):  # type: ignore[no-untyped-def]
-    with SmtpSink(maildir=tmp_path / "maildir") as smtp, ProviderEmulator(store=tmp_path / "provider") as http:
+    with (
+        SmtpSink(maildir=tmp_path / "maildir") as smtp,
+        ProviderEmulator(store=tmp_path / "provider") as http,
+    ):
         yield smtp, http
 
 
@@ -78,32 +85,67 @@ def env(fresh_store: Engine, tmp_path: Path, servers, monkeypatch: pytest.Monkey
     point_airflow_at(monkeypatch, dags)
     monkeypatch.setenv("BATON_UNSUBSCRIBE_SECRET", "test-secret-" + "x" * 32)
     monkeypatch.setenv("BATON_DELIVERY_SHARDS", "2")
-    monkeypatch.setenv("AIRFLOW_CONN_BATON_EMAIL", json.dumps(
-        {"conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port, "extra": {"from": "Shop <shop@example.com>"}}))
-    monkeypatch.setenv("AIRFLOW_CONN_BATON_SMS", json.dumps(
-        {"conn_type": "http", "host": f"http://127.0.0.1:{http.port}", "login": http.twilio_sid,
-         "password": http.twilio_token, "extra": {"from": "+15550000000"}}))
-    monkeypatch.setenv("AIRFLOW_CONN_BATON_PUSH", json.dumps(
-        {"conn_type": "http", "host": f"http://127.0.0.1:{http.port}", "password": http.fcm_token,
-         "extra": {"project": http.fcm_project}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BATON_EMAIL",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp.port,
+                "extra": {"from": "Shop <shop@example.com>"},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BATON_SMS",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": f"http://127.0.0.1:{http.port}",
+                "login": http.twilio_sid,
+                "password": http.twilio_token,
+                "extra": {"from": "+15550000000"},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BATON_PUSH",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": f"http://127.0.0.1:{http.port}",
+                "password": http.fcm_token,
+                "extra": {"project": http.fcm_project},
+            }
+        ),
+    )
     monkeypatch.chdir(tmp_path)
     return fresh_store
 
 
 def _populate(engine: Engine, at: datetime, people: int = 30) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "insert into customers (customer_id, email, phone, push_token, first_name, timezone)"
-            " select 'p' || lpad(i::text, 3, '0'), 'p' || i || '@example.com', '+1555' || lpad(i::text, 7, '0'),"
-            " case when i % 2 = 0 then 'tok' || i end, 'Name' || i, 'UTC' from generate_series(1, :n) i"),
-            {"n": people})
-        conn.execute(sa.text(
-            "insert into consents (customer_id, channel, topic, status) select customer_id, 'sms', '', 'opt_in'"
-            " from customers where right(customer_id, 1) in ('1', '3', '5')"))
-        conn.execute(sa.text(
-            "insert into events (customer_id, type, ts, item_name) select customer_id, t, :ts, 'Boots'"
-            " from customers cross join (values ('browse'), ('back_in_stock')) v(t)"),
-            {"ts": at - timedelta(minutes=20)})
+        conn.execute(
+            sa.text(
+                "insert into customers (customer_id, email, phone, push_token, first_name, timezone)"
+                " select 'p' || lpad(i::text, 3, '0'), 'p' || i || '@example.com', '+1555' || lpad(i::text, 7, '0'),"
+                " case when i % 2 = 0 then 'tok' || i end, 'Name' || i, 'UTC' from generate_series(1, :n) i"
+            ),
+            {"n": people},
+        )
+        conn.execute(
+            sa.text(
+                "insert into consents (customer_id, channel, topic, status) select customer_id, 'sms', '', 'opt_in'"
+                " from customers where right(customer_id, 1) in ('1', '3', '5')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "insert into events (customer_id, type, ts, item_name) select customer_id, t, :ts, 'Boots'"
+                " from customers cross join (values ('browse'), ('back_in_stock')) v(t)"
+            ),
+            {"ts": at - timedelta(minutes=20)},
+        )
 
 
 def _cycle(dags: Path, at: datetime, conf: dict | None = None) -> None:
@@ -122,10 +164,14 @@ def test_selected_messages_arrive_exactly_once(env: Engine, servers, airflow_db:
     _populate(env, now)
     _cycle(tmp_path / "dags", now)
     with env.connect() as conn:
-        msgs = conn.execute(sa.text("select message_id, channel, status, provider_id, error from messages")).all()
+        msgs = conn.execute(
+            sa.text("select message_id, channel, status, provider_id, error from messages")
+        ).all()
     assert msgs, "the cycle selected messages"
     assert {m.status for m in msgs} == {"sent"}, [m for m in msgs if m.status != "sent"][:3]
-    by_channel = {ch: sorted(m.message_id for m in msgs if m.channel == ch) for ch in ("email", "sms", "push")}
+    by_channel = {
+        ch: sorted(m.message_id for m in msgs if m.channel == ch) for ch in ("email", "sms", "push")
+    }
     assert all(by_channel.values()), by_channel
     # email: each selected message once, by Message-ID; push and sms once by idempotency key
     assert smtp.duplicates == 0 and sorted(smtp.counts.values()) == [1] * len(by_channel["email"])
@@ -145,7 +191,9 @@ def test_selected_messages_arrive_exactly_once(env: Engine, servers, airflow_db:
     assert http.duplicates == 0 and len(http.accepted) == len(by_channel["sms"]) + len(by_channel["push"])
 
 
-def test_backfilled_cycle_expires_instead_of_sending(env: Engine, servers, airflow_db: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_backfilled_cycle_expires_instead_of_sending(
+    env: Engine, servers, airflow_db: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     smtp, http = servers
     old = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
     _populate(env, old)
@@ -167,7 +215,9 @@ def test_allow_late_send_sends_an_old_cycle(env: Engine, servers, airflow_db: st
     assert set(statuses) == {"sent"} and smtp.received > 0
 
 
-def test_flaky_provider_gets_every_message_once(env: Engine, servers, airflow_db: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_flaky_provider_gets_every_message_once(
+    env: Engine, servers, airflow_db: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     smtp, http = servers
     http.fail_rate_transient = 0.3
     http.retry_after = 0
@@ -180,14 +230,19 @@ def test_flaky_provider_gets_every_message_once(env: Engine, servers, airflow_db
     # transient failures were put back with a backoff; make them due and deliver again until done
     for _ in range(10):
         with env.begin() as conn:
-            left = conn.execute(sa.text(
-                "update messages set send_at = now() - interval '1 second' where status = 'pending'"
-                " and channel in ('sms', 'push')")).rowcount
+            left = conn.execute(
+                sa.text(
+                    "update messages set send_at = now() - interval '1 second' where status = 'pending'"
+                    " and channel in ('sms', 'push')"
+                )
+            ).rowcount
         if not left:
             break
         assert build_arbitration_dag(tmp_path / "dags").test(logical_date=now).state == "success"
     with env.connect() as conn:
-        rows = conn.execute(sa.text("select message_id, status from messages where channel in ('sms','push')")).all()
+        rows = conn.execute(
+            sa.text("select message_id, status from messages where channel in ('sms','push')")
+        ).all()
         retries = conn.execute(sa.text("select count(*) from message_events where type = 'retry'")).scalar()
     assert rows and {r.status for r in rows} == {"sent"}
     assert retries > 0 and http.injected

@@ -17,12 +17,21 @@ pytestmark = pytest.mark.integration
 
 def _scenario(start: str, end: str) -> Scenario:
     policy = Policy.model_validate({"quiet_hours": {"push": {"start": start, "end": end}}})
-    flash = Campaign.model_validate({
-        "id": "flash", "name": "Flash", "owner": "crm", "schedule": "@hourly", "start_date": "2026-01-01",
-        "channels": ["push"], "audience": {"sql": "select 1"}, "message": {"push": {"title": "t", "body": "b"}},
-    })
+    flash = Campaign.model_validate(
+        {
+            "id": "flash",
+            "name": "Flash",
+            "owner": "crm",
+            "schedule": "@hourly",
+            "start_date": "2026-01-01",
+            "channels": ["push"],
+            "audience": {"sql": "select 1"},
+            "message": {"push": {"title": "t", "body": "b"}},
+        }
+    )
     return Scenario(
-        policy=policy, campaigns={"flash": flash},
+        policy=policy,
+        campaigns={"flash": flash},
         customers=(CustomerRow("c1", push_token="tok", timezone="America/New_York"),),
         candidates=(CandidateRow(0, "flash", "c1"),),
     )
@@ -34,7 +43,12 @@ def _scenario(start: str, end: str) -> Scenario:
         # 02:30 does not exist on 2026-03-08 in New York: read with the offset before the gap
         (datetime(2026, 3, 8, 6, 0, tzinfo=UTC), "00:30", "02:30", datetime(2026, 3, 8, 7, 30, tzinfo=UTC)),
         # 01:30 happens twice on 2026-11-01: the later (standard time) instant
-        (datetime(2026, 11, 1, 4, 45, tzinfo=UTC), "00:30", "01:30", datetime(2026, 11, 1, 6, 30, tzinfo=UTC)),
+        (
+            datetime(2026, 11, 1, 4, 45, tzinfo=UTC),
+            "00:30",
+            "01:30",
+            datetime(2026, 11, 1, 6, 30, tzinfo=UTC),
+        ),
     ],
 )
 def test_quiet_hours_end_on_dst_days(

@@ -30,10 +30,25 @@ ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS = sorted((ROOT / "dags" / "campaigns").glob("*.yaml"))
 TEMPLATES = ROOT / "dags" / "templates"
 UNTIL = datetime(2026, 3, 9, 18, 0, tzinfo=UTC)  # a Monday, after the newsletter's 14:00 run
-EVENT_DRIVEN = {"abandoned_cart", "browse_abandonment", "review_request", "back_in_stock", "price_drop",
-                "order_confirmation"}
-CUSTOMER_FIELDS = {"customer_id", "email", "phone", "push_token", "postal_address", "first_name", "last_name",
-                   "timezone", "attributes"}
+EVENT_DRIVEN = {
+    "abandoned_cart",
+    "browse_abandonment",
+    "review_request",
+    "back_in_stock",
+    "price_drop",
+    "order_confirmation",
+}
+CUSTOMER_FIELDS = {
+    "customer_id",
+    "email",
+    "phone",
+    "push_token",
+    "postal_address",
+    "first_name",
+    "last_name",
+    "timezone",
+    "attributes",
+}
 _EXPR = re.compile(r"\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}")
 
 
@@ -71,14 +86,19 @@ def seeded() -> Iterator[Engine]:
         yield engine
 
 
-def run_audience(engine: Engine, campaign: dict[str, Any], start: datetime, end: datetime) -> list[dict[str, Any]]:
+def run_audience(
+    engine: Engine, campaign: dict[str, Any], start: datetime, end: datetime
+) -> list[dict[str, Any]]:
     """The audience rows as the loader sees them (to_jsonb of each row), with the column order."""
-    sql, params = render_sql(campaign["audience"]["sql"], {
-        "data_interval_start": start,
-        "data_interval_end": end,
-        "cycle_at": end,
-        "params": campaign.get("params") or {},
-    })
+    sql, params = render_sql(
+        campaign["audience"]["sql"],
+        {
+            "data_interval_start": start,
+            "data_interval_end": end,
+            "cycle_at": end,
+            "params": campaign.get("params") or {},
+        },
+    )
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
@@ -102,7 +122,11 @@ def message_strings(campaign: dict[str, Any]) -> list[str]:
 
 
 def test_every_example_campaign_is_present() -> None:
-    assert {p.stem for p in CAMPAIGNS} >= EVENT_DRIVEN | {"weekly_newsletter", "seasonal_promotion", "win_back"}
+    assert {p.stem for p in CAMPAIGNS} >= EVENT_DRIVEN | {
+        "weekly_newsletter",
+        "seasonal_promotion",
+        "win_back",
+    }
 
 
 def test_example_files_validate() -> None:

@@ -51,10 +51,15 @@ def test_a_revoked_token_is_replaced_and_the_message_sent_once(provider: Provide
     assert provider.requests == 3, "the refused request, then the same message with a new token"
 
 
-def test_a_key_the_endpoint_does_not_trust_is_transient_and_says_what_to_check(provider: ProviderEmulator) -> None:
+def test_a_key_the_endpoint_does_not_trust_is_transient_and_says_what_to_check(
+    provider: ProviderEmulator,
+) -> None:
     other = ProviderEmulator()  # another account's key, never served
-    account = {**other.service_account(), "token_uri": provider.service_account()["token_uri"],
-               "client_email": provider.service_account()["client_email"]}
+    account = {
+        **other.service_account(),
+        "token_uri": provider.service_account()["token_uri"],
+        "client_email": provider.service_account()["client_email"],
+    }
     conn = provider.push_connection(service_account=json.dumps(account))  # as text, the way a secret holds it
     with adapter_for("push", conn) as adapter, pytest.raises(ChannelTransientError) as err:
         adapter.send(make_message(1, "push"))
@@ -64,7 +69,10 @@ def test_a_key_the_endpoint_does_not_trust_is_transient_and_says_what_to_check(p
 
 
 def test_a_token_endpoint_that_is_down_is_transient(provider: ProviderEmulator) -> None:
-    account = {**provider.service_account(), "token_uri": f"http://127.0.0.1:{delivery_servers.free_port()}/token"}
+    account = {
+        **provider.service_account(),
+        "token_uri": f"http://127.0.0.1:{delivery_servers.free_port()}/token",
+    }
     with adapter_for("push", provider.push_connection(service_account=account)) as adapter:
         with pytest.raises(ChannelTransientError, match="OAuth token endpoint"):
             adapter.send(make_message(1, "push"))

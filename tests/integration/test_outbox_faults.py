@@ -36,31 +36,57 @@ SECRET = b"outbox-test-secret-" + b"z" * 32
 
 
 def campaign(channels: list[str], subject: str = "Hello {{ first_name }}") -> Campaign:
-    blocks = {"email": {"subject": subject, "html": "<p>{{ item_name }}</p>"}, "sms": {"text": "{{ item_name }}"},
-              "push": {"title": "Hi", "body": "{{ item_name }}"}}
-    return Campaign.model_validate({
-        "id": "promo", "name": "Promo", "owner": "crm", "schedule": "@hourly", "start_date": "2026-01-01",
-        "channels": channels, "audience": {"sql": "select 1"},
-        "message": {ch: blocks[ch] for ch in channels},
-    })
+    blocks = {
+        "email": {"subject": subject, "html": "<p>{{ item_name }}</p>"},
+        "sms": {"text": "{{ item_name }}"},
+        "push": {"title": "Hi", "body": "{{ item_name }}"},
+    }
+    return Campaign.model_validate(
+        {
+            "id": "promo",
+            "name": "Promo",
+            "owner": "crm",
+            "schedule": "@hourly",
+            "start_date": "2026-01-01",
+            "channels": channels,
+            "audience": {"sql": "select 1"},
+            "message": {ch: blocks[ch] for ch in channels},
+        }
+    )
 
 
 def fill(engine: Engine, n: int, channel: str, *, cycle_at: datetime | None = None) -> list[int]:
     at = cycle_at or datetime.now(UTC)
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "insert into customers (customer_id, email, phone, push_token, first_name)"
-            " select 'p' || i, 'p' || i || '@example.com', '+1555' || lpad(i::text, 7, '0'), 'tok' || i, 'N' || i"
-            " from generate_series(1, :n) i on conflict do nothing"), {"n": n})
-        ids = conn.execute(sa.text(
-            "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at, payload)"
-            " select :at, 'p' || i, 'promo', :ch, :at, jsonb_build_object('item_name', 'Boots ' || i)"
-            " from generate_series(1, :n) i returning message_id"), {"at": at, "ch": channel, "n": n}).scalars().all()
+        conn.execute(
+            sa.text(
+                "insert into customers (customer_id, email, phone, push_token, first_name)"
+                " select 'p' || i, 'p' || i || '@example.com', '+1555' || lpad(i::text, 7, '0'), 'tok' || i, 'N' || i"
+                " from generate_series(1, :n) i on conflict do nothing"
+            ),
+            {"n": n},
+        )
+        ids = (
+            conn.execute(
+                sa.text(
+                    "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at, payload)"
+                    " select :at, 'p' || i, 'promo', :ch, :at, jsonb_build_object('item_name', 'Boots ' || i)"
+                    " from generate_series(1, :n) i returning message_id"
+                ),
+                {"at": at, "ch": channel, "n": n},
+            )
+            .scalars()
+            .all()
+        )
     return sorted(ids)
 
 
 def settings(**kw: object) -> DeliverySettings:
-    base: dict[str, object] = {"max_send_delay": timedelta(hours=2), "unsubscribe_secret": SECRET, "batch_size": 50}
+    base: dict[str, object] = {
+        "max_send_delay": timedelta(hours=2),
+        "unsubscribe_secret": SECRET,
+        "batch_size": 50,
+    }
     base.update(kw)
     return DeliverySettings(**base)  # type: ignore[arg-type]
 
@@ -98,9 +124,17 @@ def test_sigkill_mid_batch_then_retry_delivers_every_message(fresh_store: Engine
     ids = fill(fresh_store, 120, "email")
     with SmtpSink(maildir=tmp_path / "maildir") as sink:
         conn = sink.connection()
-        code = WORKER.format(tests=str(ROOT / "tests" / "integration"), templates=str(tmp_path), channel="email",
-                             conn=dict(conn.__dict__), url=fresh_store.url.render_as_string(hide_password=False))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "dev"), str(ROOT / "tests")]))
+        code = WORKER.format(
+            tests=str(ROOT / "tests" / "integration"),
+            templates=str(tmp_path),
+            channel="email",
+            conn=dict(conn.__dict__),
+            url=fresh_store.url.render_as_string(hide_password=False),
+        )
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "dev"), str(ROOT / "tests")]),
+        )
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
         assert proc.stdout is not None
         sent_lines = 0
@@ -116,8 +150,15 @@ def test_sigkill_mid_batch_then_retry_delivers_every_message(fresh_store: Engine
         later = datetime.now(UTC) + timedelta(minutes=6)
         adapter = adapter_for("email", sink.connection())
         stats = deliver_shard(
-            fresh_store, channel="email", shard=0, shards=1, campaigns={"promo": campaign(["email"])},
-            adapter=adapter, templates_dir=tmp_path, settings=settings(), now_fn=lambda: later,
+            fresh_store,
+            channel="email",
+            shard=0,
+            shards=1,
+            campaigns={"promo": campaign(["email"])},
+            adapter=adapter,
+            templates_dir=tmp_path,
+            settings=settings(),
+            now_fn=lambda: later,
         )
         assert stats.sent > 0
         assert statuses(fresh_store) == {"sent": len(ids)}
@@ -132,9 +173,17 @@ def test_sigkill_sms_worker_provider_keeps_one_copy(fresh_store: Engine, tmp_pat
     ids = fill(fresh_store, 300, "sms")
     with ProviderEmulator() as http:
         conn = http.sms_connection()
-        code = WORKER.format(tests=str(ROOT / "tests" / "integration"), templates=str(tmp_path), channel="sms",
-                             conn=dict(conn.__dict__), url=fresh_store.url.render_as_string(hide_password=False))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "dev"), str(ROOT / "tests")]))
+        code = WORKER.format(
+            tests=str(ROOT / "tests" / "integration"),
+            templates=str(tmp_path),
+            channel="sms",
+            conn=dict(conn.__dict__),
+            url=fresh_store.url.render_as_string(hide_password=False),
+        )
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "dev"), str(ROOT / "tests")]),
+        )
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 60
         while len(http.accepted) < 80 and time.monotonic() < deadline:
@@ -143,9 +192,17 @@ def test_sigkill_sms_worker_provider_keeps_one_copy(fresh_store: Engine, tmp_pat
         proc.wait()
         assert 0 < len(http.accepted) < len(ids), "killed mid-batch"
         later = datetime.now(UTC) + timedelta(minutes=6)
-        deliver_shard(fresh_store, channel="sms", shard=0, shards=1, campaigns={"promo": campaign(["sms"])},
-                      adapter=adapter_for("sms", conn), templates_dir=tmp_path, settings=settings(),
-                      now_fn=lambda: later)
+        deliver_shard(
+            fresh_store,
+            channel="sms",
+            shard=0,
+            shards=1,
+            campaigns={"promo": campaign(["sms"])},
+            adapter=adapter_for("sms", conn),
+            templates_dir=tmp_path,
+            settings=settings(),
+            now_fn=lambda: later,
+        )
         assert statuses(fresh_store) == {"sent": len(ids)}
         assert sorted(int(m["message_id"]) for m in http.accepted) == ids  # each accepted exactly once
         assert http.duplicates <= 50  # re-sent under the same key, at most one unrecorded group
@@ -157,9 +214,17 @@ def test_flaky_provider_every_message_exactly_once(fresh_store: Engine, tmp_path
         adapter = adapter_for("sms", http.sms_connection())
         clock = [datetime.now(UTC)]
         for _ in range(30):
-            deliver_shard(fresh_store, channel="sms", shard=0, shards=1, campaigns={"promo": campaign(["sms"])},
-                          adapter=adapter, templates_dir=tmp_path, settings=settings(max_attempts=50),
-                          now_fn=lambda: clock[0])
+            deliver_shard(
+                fresh_store,
+                channel="sms",
+                shard=0,
+                shards=1,
+                campaigns={"promo": campaign(["sms"])},
+                adapter=adapter,
+                templates_dir=tmp_path,
+                settings=settings(max_attempts=50),
+                now_fn=lambda: clock[0],
+            )
             if statuses(fresh_store) == {"sent": len(ids)}:
                 break
             clock[0] += timedelta(minutes=16)  # past every backoff
@@ -180,20 +245,37 @@ def test_terminal_failures_are_recorded_not_retried(fresh_store: Engine, tmp_pat
         with fresh_store.begin() as conn:  # p5's message renders with the broken campaign
             conn.execute(sa.text("update messages set campaign_id = 'broken' where customer_id = 'p5'"))
         camps = {"promo": campaign(["email"]), "broken": broken["promo"]}
-        stats = deliver_shard(fresh_store, channel="email", shard=0, shards=1, campaigns=camps, adapter=adapter,
-                              templates_dir=tmp_path, settings=settings())
+        stats = deliver_shard(
+            fresh_store,
+            channel="email",
+            shard=0,
+            shards=1,
+            campaigns=camps,
+            adapter=adapter,
+            templates_dir=tmp_path,
+            settings=settings(),
+        )
         assert stats.sent == 8 and stats.failed == 2 and stats.retried == 0
         with fresh_store.connect() as conn:
-            failed = dict(conn.execute(sa.text(
-                "select customer_id, error from messages where status = 'failed'")).all())
+            failed = dict(
+                conn.execute(sa.text("select customer_id, error from messages where status = 'failed'")).all()
+            )
             sup = conn.execute(sa.text("select channel, address from suppressions")).all()
         assert set(failed) == {"p3", "p5"}
         assert "missing_var" in failed["p5"] and "subject" in failed["p5"]
         assert "550" in failed["p3"] or "reject" in failed["p3"].lower()
         assert [tuple(r) for r in sup] == [("email", "p3@example.com")]
         # a second pass sends nothing more
-        again = deliver_shard(fresh_store, channel="email", shard=0, shards=1, campaigns=camps, adapter=adapter,
-                              templates_dir=tmp_path, settings=settings())
+        again = deliver_shard(
+            fresh_store,
+            channel="email",
+            shard=0,
+            shards=1,
+            campaigns=camps,
+            adapter=adapter,
+            templates_dir=tmp_path,
+            settings=settings(),
+        )
         assert again.claimed == 0 and sink.received == 8
     assert len(ids) == 10
 
@@ -205,9 +287,16 @@ def test_rate_limit_holds_across_workers(fresh_store: Engine, tmp_path: Path) ->
 
         def work(shard: int) -> None:
             adapter = adapter_for("push", http.push_connection())
-            deliver_shard(fresh_store, channel="push", shard=shard, shards=2, campaigns={"promo": campaign(["push"])},
-                          adapter=adapter, templates_dir=tmp_path, settings=settings(rate_per_second=40.0,
-                                                                                      batch_size=10))
+            deliver_shard(
+                fresh_store,
+                channel="push",
+                shard=shard,
+                shards=2,
+                campaigns={"promo": campaign(["push"])},
+                adapter=adapter,
+                templates_dir=tmp_path,
+                settings=settings(rate_per_second=40.0, batch_size=10),
+            )
 
         t0 = time.monotonic()
         threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]

@@ -31,19 +31,25 @@ def table_hashes(engine: Engine) -> dict[str, str]:
     out = {}
     with engine.connect() as conn:
         for table in SEEDED_TABLES:
-            out[table] = conn.execute(sa.text(
-                f"select md5(coalesce(string_agg(t::text, E'\\n' order by t::text), '')) from {table} t"
-            )).scalar_one()
+            out[table] = conn.execute(
+                sa.text(
+                    f"select md5(coalesce(string_agg(t::text, E'\\n' order by t::text), '')) from {table} t"
+                )
+            ).scalar_one()
     return out
 
 
 def events_hash(engine: Engine) -> tuple[int, str]:
     """Count and md5 of the events without the surrogate event_id."""
     with engine.connect() as conn:
-        return tuple(conn.execute(sa.text(
-            f"select count(*), md5(coalesce(string_agg(r::text, E'\\n' order by r::text), '')) "
-            f"from (select {EVENT_COLS} from events) r"
-        )).one())
+        return tuple(
+            conn.execute(
+                sa.text(
+                    f"select count(*), md5(coalesce(string_agg(r::text, E'\\n' order by r::text), '')) "
+                    f"from (select {EVENT_COLS} from events) r"
+                )
+            ).one()
+        )
 
 
 def scalar(engine: Engine, sql: str, **params: object) -> object:
@@ -80,10 +86,12 @@ def test_top_up_appends_only_new_events(fresh_store: Engine, other_store: Engine
     customers_before = table_hashes(fresh_store)
     with fresh_store.connect() as conn:
         max_id_before = conn.execute(sa.text("select max(event_id) from events")).scalar_one()
-        old_hash = conn.execute(sa.text(
-            f"select md5(string_agg(r::text, E'\\n' order by r::text)) from (select event_id, {EVENT_COLS} "
-            f"from events) r"
-        )).scalar_one()
+        old_hash = conn.execute(
+            sa.text(
+                f"select md5(string_agg(r::text, E'\\n' order by r::text)) from (select event_id, {EVENT_COLS} "
+                f"from events) r"
+            )
+        ).scalar_one()
 
     # two top-ups, the first ending in the middle of a day
     mid = run_seed(fresh_store, customers=N, days=DAYS, seed=3, until="2026-03-11T19:07:00Z")
@@ -99,13 +107,23 @@ def test_top_up_appends_only_new_events(fresh_store: Engine, other_store: Engine
         assert after[table] == customers_before[table], table
     # the first run's events are untouched, the new ones all lie after its end
     with fresh_store.connect() as conn:
-        assert conn.execute(sa.text(
-            f"select md5(string_agg(r::text, E'\\n' order by r::text)) from (select event_id, {EVENT_COLS} "
-            f"from events where event_id <= :m) r"
-        ), {"m": max_id_before}).scalar_one() == old_hash
-        assert conn.execute(sa.text(
-            "select count(*) from events where event_id > :m and ts <= '2026-03-10T12:00:00Z'"
-        ), {"m": max_id_before}).scalar_one() == 0
+        assert (
+            conn.execute(
+                sa.text(
+                    f"select md5(string_agg(r::text, E'\\n' order by r::text)) from (select event_id, {EVENT_COLS} "
+                    f"from events where event_id <= :m) r"
+                ),
+                {"m": max_id_before},
+            ).scalar_one()
+            == old_hash
+        )
+        assert (
+            conn.execute(
+                sa.text("select count(*) from events where event_id > :m and ts <= '2026-03-10T12:00:00Z'"),
+                {"m": max_id_before},
+            ).scalar_one()
+            == 0
+        )
     assert first.events + mid.events + last.events == events_hash(fresh_store)[0]
 
     # ... and equal one run over the combined window
@@ -127,8 +145,10 @@ def test_shape_is_realistic(fresh_store: Engine) -> None:
 
     # timezones: mostly valid, some missing, some invalid
     missing_tz = q("select count(*) from customers where timezone is null")
-    invalid_tz = q("select count(*) from customers where timezone is not null "
-                   "and timezone not in (select name from pg_timezone_names)")
+    invalid_tz = q(
+        "select count(*) from customers where timezone is not null "
+        "and timezone not in (select name from pg_timezone_names)"
+    )
     assert 0.01 * N < missing_tz < 0.06 * N
     assert 0.002 * N < invalid_tz < 0.03 * N
     assert q("select count(distinct timezone) from customers") >= 30
@@ -143,70 +163,156 @@ def test_shape_is_realistic(fresh_store: Engine) -> None:
     assert 0.3 * N < q("select count(*) from customers where push_token is not null") < 0.5 * N
     assert 0.5 * N < q("select count(*) from customers where postal_address is not null") < 0.7 * N
     assert q("select count(*) from customers where first_name is null or last_name is null") == 0
-    assert q("select count(*) from customers where attributes ? 'loyalty_tier' "
-             "and attributes ? 'lifetime_value' and attributes ? 'preferred_category'") == N
-    assert q("select count(*) from identifiers i join customers c using (customer_id) "
-             "where i.kind = 'email' and i.value <> lower(trim(c.email))") == 0
+    assert (
+        q(
+            "select count(*) from customers where attributes ? 'loyalty_tier' "
+            "and attributes ? 'lifetime_value' and attributes ? 'preferred_category'"
+        )
+        == N
+    )
+    assert (
+        q(
+            "select count(*) from identifiers i join customers c using (customer_id) "
+            "where i.kind = 'email' and i.value <> lower(trim(c.email))"
+        )
+        == 0
+    )
     assert q("select count(*) from identifiers where kind = 'cookie'") >= N
 
     # consents: SMS opt-ins only where there is a phone, opt-outs by topic and channel
     sms_in = q("select count(*) from consents where channel = 'sms' and status = 'opt_in' and topic = ''")
     with_phone = q("select count(*) from customers where phone is not null")
     assert 0.25 * with_phone < sms_in < 0.45 * with_phone
-    assert q("select count(*) from consents k join customers c using (customer_id) "
-             "where k.channel = 'sms' and c.phone is null") == 0
-    assert q("select count(*) from consents k join customers c using (customer_id) "
-             "where k.channel = 'email' and c.email is null") == 0
-    assert q("select count(*) from consents k join customers c using (customer_id) "
-             "where k.channel = 'push' and c.push_token is null") == 0
-    assert q("select count(*) from consents where channel = 'email' and topic = '' and status = 'opt_out'") > 0
-    assert q("select count(*) from consents where channel = 'email' and topic = 'promotions' "
-             "and status = 'opt_out'") > 0
-    assert q("select count(*) from consents where channel = 'email' and topic = 'newsletter' "
-             "and status = 'opt_out'") > 0
+    assert (
+        q(
+            "select count(*) from consents k join customers c using (customer_id) "
+            "where k.channel = 'sms' and c.phone is null"
+        )
+        == 0
+    )
+    assert (
+        q(
+            "select count(*) from consents k join customers c using (customer_id) "
+            "where k.channel = 'email' and c.email is null"
+        )
+        == 0
+    )
+    assert (
+        q(
+            "select count(*) from consents k join customers c using (customer_id) "
+            "where k.channel = 'push' and c.push_token is null"
+        )
+        == 0
+    )
+    assert (
+        q("select count(*) from consents where channel = 'email' and topic = '' and status = 'opt_out'") > 0
+    )
+    assert (
+        q(
+            "select count(*) from consents where channel = 'email' and topic = 'promotions' "
+            "and status = 'opt_out'"
+        )
+        > 0
+    )
+    assert (
+        q(
+            "select count(*) from consents where channel = 'email' and topic = 'newsletter' "
+            "and status = 'opt_out'"
+        )
+        > 0
+    )
 
     # suppressions: lower-cased, trimmed, and belong to real customers
     assert 0 < q("select count(*) from suppressions where channel = 'email'") < 0.03 * N
-    assert q("select count(*) from suppressions where channel = 'email' and address <> lower(trim(address))") == 0
-    assert q("select count(*) from suppressions s where channel = 'email' and not exists "
-             "(select 1 from customers c where lower(trim(c.email)) = s.address)") == 0
+    assert (
+        q("select count(*) from suppressions where channel = 'email' and address <> lower(trim(address))")
+        == 0
+    )
+    assert (
+        q(
+            "select count(*) from suppressions s where channel = 'email' and not exists "
+            "(select 1 from customers c where lower(trim(c.email)) = s.address)"
+        )
+        == 0
+    )
 
     # events: every type, inside the window, plausible volumes
     types = {r[0] for r in fresh_store.connect().execute(sa.text("select distinct type from events"))}
     assert types == set(EVENT_TYPES)
     assert stats.events == q("select count(*) from events")
-    assert q("select count(*) from events where ts <= '2026-03-05T12:00:00Z' or ts > '2026-03-10T12:00:00Z'") == 0
-    assert q("select count(*) from events e where not exists "
-             "(select 1 from customers c where c.customer_id = e.customer_id)") == 0
-    daily_active = q("select avg(n)::float from (select count(distinct customer_id) n from events "
-                     "where type in ('browse', 'product_view') and ts >= '2026-03-06' and ts < '2026-03-10' "
-                     "group by date_trunc('day', ts)) d")
+    assert (
+        q("select count(*) from events where ts <= '2026-03-05T12:00:00Z' or ts > '2026-03-10T12:00:00Z'")
+        == 0
+    )
+    assert (
+        q(
+            "select count(*) from events e where not exists "
+            "(select 1 from customers c where c.customer_id = e.customer_id)"
+        )
+        == 0
+    )
+    daily_active = q(
+        "select avg(n)::float from (select count(distinct customer_id) n from events "
+        "where type in ('browse', 'product_view') and ts >= '2026-03-06' and ts < '2026-03-10' "
+        "group by date_trunc('day', ts)) d"
+    )
     assert 0.025 * N < daily_active < 0.07 * N
     purchases = q("select count(*) from events where type = 'purchase'")
     assert 0.01 * daily_active * DAYS < purchases < 0.05 * daily_active * DAYS
-    assert q("select count(*) from events where type = 'purchase' and (order_id is null or cart_value is null)") == 0
+    assert (
+        q("select count(*) from events where type = 'purchase' and (order_id is null or cart_value is null)")
+        == 0
+    )
     assert q("select count(distinct order_id) from events where type = 'purchase'") == purchases
-    assert q("select count(*) from events where type in ('add_to_cart', 'cart_abandoned') "
-             "and (cart_value is null or cart_value < price)") == 0
-    carts = q("select count(*) from (select distinct customer_id, date_trunc('hour', ts) from events "
-              "where type = 'add_to_cart') c")
+    assert (
+        q(
+            "select count(*) from events where type in ('add_to_cart', 'cart_abandoned') "
+            "and (cart_value is null or cart_value < price)"
+        )
+        == 0
+    )
+    carts = q(
+        "select count(*) from (select distinct customer_id, date_trunc('hour', ts) from events "
+        "where type = 'add_to_cart') c"
+    )
     abandoned = q("select count(*) from events where type = 'cart_abandoned'")
     assert 0.08 * carts < abandoned < 0.4 * carts
-    assert q("select count(*) from events where type in ('product_view', 'purchase', 'review_due', "
-             "'price_drop', 'back_in_stock') and (product_id is null or item_name is null or price is null)") == 0
-    assert q("select count(*) from events where type = 'price_drop' "
-             "and (properties->>'previous_price')::numeric <= price") == 0
+    assert (
+        q(
+            "select count(*) from events where type in ('product_view', 'purchase', 'review_due', "
+            "'price_drop', 'back_in_stock') and (product_id is null or item_name is null or price is null)"
+        )
+        == 0
+    )
+    assert (
+        q(
+            "select count(*) from events where type = 'price_drop' "
+            "and (properties->>'previous_price')::numeric <= price"
+        )
+        == 0
+    )
     # a review is due 3-7 days (give or take two hours) after its purchase
-    assert q("select count(*) from events r join events p on p.order_id = r.order_id and p.type = 'purchase' "
-             "where r.type = 'review_due' and (r.ts - p.ts < interval '70 hours' "
-             "or r.ts - p.ts > interval '7 days 2 hours')") == 0
+    assert (
+        q(
+            "select count(*) from events r join events p on p.order_id = r.order_id and p.type = 'purchase' "
+            "where r.type = 'review_due' and (r.ts - p.ts < interval '70 hours' "
+            "or r.ts - p.ts > interval '7 days 2 hours')"
+        )
+        == 0
+    )
     # shopping follows the customer's local clock: more at 19-21h than at 3-5h local
-    evening, night = fresh_store.connect().execute(sa.text(
-        "select count(*) filter (where h between 19 and 21), count(*) filter (where h between 3 and 5) "
-        "from (select extract(hour from e.ts at time zone c.timezone) h from events e "
-        "join customers c using (customer_id) where e.type = 'product_view' "
-        "and c.timezone in (select name from pg_timezone_names)) x"
-    )).one()
+    evening, night = (
+        fresh_store.connect()
+        .execute(
+            sa.text(
+                "select count(*) filter (where h between 19 and 21), count(*) filter (where h between 3 and 5) "
+                "from (select extract(hour from e.ts at time zone c.timezone) h from events e "
+                "join customers c using (customer_id) where e.type = 'product_view' "
+                "and c.timezone in (select name from pg_timezone_names)) x"
+            )
+        )
+        .one()
+    )
     assert evening > 5 * night
 
 

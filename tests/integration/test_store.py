@@ -46,16 +46,25 @@ def test_baton_shard_is_the_range_of_the_stored_bucket(fresh_store: Engine) -> N
     ids = [f"c{i}" for i in range(200)] + ["ÄÖ@x", ""]
     with fresh_store.connect() as conn:
         for cid in ids:
-            conn.execute(sa.text("insert into messages (cycle_at, customer_id, campaign_id, channel, send_at)"
-                                 " values (now(), :c, 'x', 'email', now())"), {"c": cid})
+            conn.execute(
+                sa.text(
+                    "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at)"
+                    " values (now(), :c, 'x', 'email', now())"
+                ),
+                {"c": cid},
+            )
         for shards in (1, 2, 3, 8):
-            rows = conn.execute(sa.text("select customer_id, bucket, baton_shard(customer_id, :n) from messages"),
-                                {"n": shards}).all()
+            rows = conn.execute(
+                sa.text("select customer_id, bucket, baton_shard(customer_id, :n) from messages"),
+                {"n": shards},
+            ).all()
             for cid, bucket, shard in rows:
                 assert bucket == int(hashlib.md5(cid.encode()).hexdigest()[:8], 16)
                 assert shard == shard_of(bucket, shards)
             for k in range(shards):
-                picked = conn.execute(sa.text(f"select customer_id from messages where {predicate('bucket', k, shards)}"))
+                picked = conn.execute(
+                    sa.text(f"select customer_id from messages where {predicate('bucket', k, shards)}")
+                )
                 assert sorted(picked.scalars()) == sorted(c for c, _, s in rows if s == k)
         conn.rollback()  # leaves the shared store as it was
 
@@ -72,7 +81,9 @@ def test_db_upgrade_command(fresh_store: Engine, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.skipif(bool(os.environ.get("BATON_DATABASE_URL")), reason="about the embedded server only")
-def test_a_fresh_embedded_server_runs_with_its_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_fresh_embedded_server_runs_with_its_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A server initialised just now is restarted so that the start-only settings
     (shared_buffers, wal_buffers) are in effect, not merely pending; Baton's databases
     compare text bytewise."""
@@ -95,8 +106,12 @@ def test_a_fresh_embedded_server_runs_with_its_settings(tmp_path: Path, monkeypa
         store_engine.ensure_database(url.set(database="collation_check"))
         check = sa.create_engine(url.set(database="collation_check"))
         with check.connect() as conn:
-            assert conn.exec_driver_sql(
-                "select datcollate from pg_database where datname = current_database()").scalar() == "C"
+            assert (
+                conn.exec_driver_sql(
+                    "select datcollate from pg_database where datname = current_database()"
+                ).scalar()
+                == "C"
+            )
             # bytewise: upper case before lower case, as Python's sorted() has it
             assert conn.exec_driver_sql("select 'b' > 'B' and 'a' > 'Z'").scalar() is True
         check.dispose()

@@ -28,8 +28,11 @@ def test_one_click_post_records_an_opt_out(client, fresh_store: Engine) -> None:
     token = make_token(SECRET.encode(), 42, "c1", "email", "promotions")
     page = client.get(f"/unsubscribe/{token}")
     assert page.status_code == 200 and "email messages about promotions" in page.text
-    resp = client.post(f"/unsubscribe/{token}", content="List-Unsubscribe=One-Click",
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = client.post(
+        f"/unsubscribe/{token}",
+        content="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert resp.status_code == 200
     assert client.post(f"/unsubscribe/{token}").status_code == 200  # twice is harmless
     with fresh_store.connect() as conn:
@@ -56,13 +59,24 @@ def test_hard_bounce_and_complaint_become_suppressions(fresh_store: Engine) -> N
     from baton.delivery.feedback import record_bounce
 
     with fresh_store.begin() as conn:
-        conn.execute(sa.text(
-            "insert into customers (customer_id, email, phone) values ('c1', ' Ada@Example.COM ', '+15550001'),"
-            " ('c2', 'bob@example.com', '+15550002')"))
-        ids = conn.execute(sa.text(
-            "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at, status) values"
-            " (:t, 'c1', 'promo', 'email', :t, 'sent'), (:t, 'c2', 'promo', 'sms', :t, 'sent')"
-            " returning message_id"), {"t": datetime(2026, 3, 2, tzinfo=UTC)}).scalars().all()
+        conn.execute(
+            sa.text(
+                "insert into customers (customer_id, email, phone) values ('c1', ' Ada@Example.COM ', '+15550001'),"
+                " ('c2', 'bob@example.com', '+15550002')"
+            )
+        )
+        ids = (
+            conn.execute(
+                sa.text(
+                    "insert into messages (cycle_at, customer_id, campaign_id, channel, send_at, status) values"
+                    " (:t, 'c1', 'promo', 'email', :t, 'sent'), (:t, 'c2', 'promo', 'sms', :t, 'sent')"
+                    " returning message_id"
+                ),
+                {"t": datetime(2026, 3, 2, tzinfo=UTC)},
+            )
+            .scalars()
+            .all()
+        )
     assert record_bounce(fresh_store, ids[0], "hard_bounce")
     assert record_bounce(fresh_store, ids[1], "complaint")
     assert record_bounce(fresh_store, ids[0], "hard_bounce")  # twice is harmless
@@ -71,5 +85,8 @@ def test_hard_bounce_and_complaint_become_suppressions(fresh_store: Engine) -> N
     with fresh_store.connect() as conn:
         sup = conn.execute(sa.text("select channel, address, reason from suppressions order by 1")).all()
         events = conn.execute(sa.text("select type from message_events order by event_id")).scalars().all()
-    assert [tuple(r) for r in sup] == [("email", "ada@example.com", "hard_bounce"), ("sms", "+15550002", "complaint")]
+    assert [tuple(r) for r in sup] == [
+        ("email", "ada@example.com", "hard_bounce"),
+        ("sms", "+15550002", "complaint"),
+    ]
     assert events == ["bounced", "complained", "bounced"]

@@ -110,7 +110,9 @@ def test_no_hard_coded_secrets(compose: dict[str, Any]) -> None:
             if SECRETISH.search(key):
                 assert str(value).startswith("${"), f"{name}: {key} must come from the environment"
             for _user, password in re.findall(r"://(\$\{[^}]*\}|[^:/@]*):(\$\{[^}]*\}|[^@/]*)@", str(value)):
-                assert password in ("", "${POSTGRES_PASSWORD:-airflow}"), f"{name}: {key} hard-codes a password"
+                assert password in ("", "${POSTGRES_PASSWORD:-airflow}"), (
+                    f"{name}: {key} hard-codes a password"
+                )
 
 
 def test_dockerfile_pins_airflow_and_installs_requirements() -> None:
@@ -136,6 +138,10 @@ def test_docker_compose_config_accepts_the_file() -> None:
         pytest.skip("`docker compose` is not available here; the structure tests above still ran")
     result = subprocess.run(
         ["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"],
-        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr

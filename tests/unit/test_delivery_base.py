@@ -43,7 +43,9 @@ def test_adapter_for_picks_the_channel_or_the_fake() -> None:
     assert type(adapter_for("sms", sms)) is SmsAdapter
     fake = adapter_for("sms", ConnectionInfo("baton_sms", "baton_fake"))
     assert isinstance(fake, FakeAdapter) and fake.for_channel == "sms"
-    assert isinstance(adapter_for("push", ConnectionInfo("baton_push", "http", extra={"fake": "true"})), FakeAdapter)
+    assert isinstance(
+        adapter_for("push", ConnectionInfo("baton_push", "http", extra={"fake": "true"})), FakeAdapter
+    )
     with pytest.raises(ConfigError, match="unknown channel 'fax'.*email"):
         adapter_for("fax", smtp)
 
@@ -56,15 +58,21 @@ def test_fake_records_what_it_sends(tmp_path: Path) -> None:
     assert results == [SendResult(1, "fake-email-1"), SendResult(2, "fake-email-2")]
     assert isinstance(adapter, FakeAdapter) and [s["message_id"] for s in adapter.sent] == [1, 2]
     lines = read_record(record)
-    assert [(e["message_id"], e["channel"], e["customer_id"]) for e in lines] == [(1, "email", "c-1"), (2, "email", "c-1")]
+    assert [(e["message_id"], e["channel"], e["customer_id"]) for e in lines] == [
+        (1, "email", "c-1"),
+        (2, "email", "c-1"),
+    ]
     assert lines[0]["content"]["subject"] == "Your cart is waiting"
     assert json.loads(record.read_text().splitlines()[0])["provider_id"] == "fake-email-1"
 
 
 def test_fake_failure_knobs_are_seeded() -> None:
     def run() -> list[str]:
-        conn = ConnectionInfo("f", "baton_fake", extra={"transient_rate": 0.3, "terminal_rate": 0.2, "seed": 11,
-                                                        "retry_after": 2})
+        conn = ConnectionInfo(
+            "f",
+            "baton_fake",
+            extra={"transient_rate": 0.3, "terminal_rate": 0.2, "seed": 11, "retry_after": 2},
+        )
         out = []
         for r in adapter_for("sms", conn).send_batch([make_message(i, "sms") for i in range(200)]):
             out.append(type(r).__name__)
@@ -75,7 +83,9 @@ def test_fake_failure_knobs_are_seeded() -> None:
     first = run()
     assert first == run()  # same seed, same sequence
     assert {"SendResult", "ChannelTransientError", "TerminalDeliveryError"} == set(first)
-    assert 30 <= first.count("ChannelTransientError") <= 90 and 15 <= first.count("TerminalDeliveryError") <= 70
+    assert (
+        30 <= first.count("ChannelTransientError") <= 90 and 15 <= first.count("TerminalDeliveryError") <= 70
+    )
     always = adapter_for("sms", ConnectionInfo("f", "baton_fake", extra={"terminal_rate": 1}))
     assert all(isinstance(r, TerminalDeliveryError) for r in always.send_batch([make_message(1, "sms")] * 5))
     with pytest.raises(ConfigError, match="between 0 and 1"):
@@ -118,9 +128,20 @@ def _kinds(results: list[SendResult | DeliveryError]) -> list[str]:
 
 
 def test_send_batch_one_result_per_message_in_order() -> None:
-    adapter = _Scripted(["ok", "terminal", "transient", "ok", "transient", "terminal", "transient", "transient"])
+    adapter = _Scripted(
+        ["ok", "terminal", "transient", "ok", "transient", "terminal", "transient", "transient"]
+    )
     results = adapter.send_batch([make_message(i) for i in range(8)])
-    assert _kinds(results) == ["ok", "terminal", "transient", "ok", "transient", "terminal", "transient", "transient"]
+    assert _kinds(results) == [
+        "ok",
+        "terminal",
+        "transient",
+        "ok",
+        "transient",
+        "terminal",
+        "transient",
+        "transient",
+    ]
 
 
 def test_send_batch_stops_after_consecutive_transient_failures() -> None:
@@ -159,9 +180,17 @@ def test_connection_info_extras() -> None:
 def test_http_base_url() -> None:
     default = "https://api.twilio.com"
     assert http_base_url(ConnectionInfo("c"), default) == default
-    assert http_base_url(ConnectionInfo("c", host="http://127.0.0.1:8025/"), default) == "http://127.0.0.1:8025"
-    assert http_base_url(ConnectionInfo("c", host="127.0.0.1", port=9000, schema="http"), default) == "http://127.0.0.1:9000"
-    assert http_base_url(ConnectionInfo("c", host="api.example.com/x", port=8443), default) == "https://api.example.com:8443/x"
+    assert (
+        http_base_url(ConnectionInfo("c", host="http://127.0.0.1:8025/"), default) == "http://127.0.0.1:8025"
+    )
+    assert (
+        http_base_url(ConnectionInfo("c", host="127.0.0.1", port=9000, schema="http"), default)
+        == "http://127.0.0.1:9000"
+    )
+    assert (
+        http_base_url(ConnectionInfo("c", host="api.example.com/x", port=8443), default)
+        == "https://api.example.com:8443/x"
+    )
 
 
 def test_retry_after_parsing() -> None:

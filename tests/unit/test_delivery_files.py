@@ -92,15 +92,18 @@ def test_object_storage_path_is_written_directly() -> None:
 
 def test_write_failure_is_transient_for_the_whole_file(tmp_path: Path) -> None:
     (tmp_path / "direct_mail").write_text("a file where the folder should be")
-    results = DirectMailAdapter(CONN, base_path=tmp_path).send_batch([make_message(1, "direct_mail"),
-                                                                      make_message(2, "direct_mail")])
+    results = DirectMailAdapter(CONN, base_path=tmp_path).send_batch(
+        [make_message(1, "direct_mail"), make_message(2, "direct_mail")]
+    )
     assert all(isinstance(r, TransientDeliveryError) for r in results)
 
 
 def test_direct_mail_csv(tmp_path: Path) -> None:
     msgs = [
         make_message(11, "direct_mail"),
-        make_message(12, "direct_mail", recipient=make_recipient(first_name=None, last_name=None), creative="WB-B"),
+        make_message(
+            12, "direct_mail", recipient=make_recipient(first_name=None, last_name=None), creative="WB-B"
+        ),
         make_message(13, "direct_mail", recipient=make_recipient(postal_address="  ")),
     ]
     r11, r12, r13 = adapter_for("direct_mail", CONN, base_path=tmp_path).send_batch(msgs)
@@ -109,10 +112,18 @@ def test_direct_mail_csv(tmp_path: Path) -> None:
     assert isinstance(r13, TerminalDeliveryError) and "no postal address" in str(r13)
     assert (tmp_path / name).read_text().splitlines()[0] == "name,postal_address,creative,message_id"
     assert _rows(tmp_path / name) == [
-        {"name": "Ann Lee", "postal_address": "1 Main St\nSpringfield, IL 62701", "creative": "WINBACK-2026-A",
-         "message_id": "11"},
-        {"name": "Current Resident", "postal_address": "1 Main St\nSpringfield, IL 62701", "creative": "WB-B",
-         "message_id": "12"},
+        {
+            "name": "Ann Lee",
+            "postal_address": "1 Main St\nSpringfield, IL 62701",
+            "creative": "WINBACK-2026-A",
+            "message_id": "11",
+        },
+        {
+            "name": "Current Resident",
+            "postal_address": "1 Main St\nSpringfield, IL 62701",
+            "creative": "WB-B",
+            "message_id": "12",
+        },
     ]
 
 
@@ -123,4 +134,6 @@ def test_base_path_from_the_connection(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no base_path"):
         adapter_for("direct_mail", ConnectionInfo("x")).send(make_message(1, "direct_mail"))
     with pytest.raises(ConfigError, match="object storage"):
-        adapter_for("audience", ConnectionInfo("x", extra={"base_path": "s3://b/p"})).send(make_message(1, "audience"))
+        adapter_for("audience", ConnectionInfo("x", extra={"base_path": "s3://b/p"})).send(
+            make_message(1, "audience")
+        )

@@ -30,7 +30,9 @@ def templates(tmp_path: Path) -> Path:
         '<a href="{{ unsubscribe_url }}">Unsubscribe</a>\n',
         encoding="utf-8",
     )
-    (tmp_path / "broken.html.j2").write_text("<p>line one</p>\n<p>{{ missing_thing }}</p>\n", encoding="utf-8")
+    (tmp_path / "broken.html.j2").write_text(
+        "<p>line one</p>\n<p>{{ missing_thing }}</p>\n", encoding="utf-8"
+    )
     return tmp_path
 
 
@@ -48,7 +50,9 @@ def test_email_block_from_the_spec_model(templates: Path) -> None:
 
 
 def test_template_file_is_autoescaped_and_subject_is_not(templates: Path) -> None:
-    context = message_context(CUSTOMER, {"item_name": "Tom & Jerry <DVD>"}, unsubscribe_url="https://x/u?a=1&b=2")
+    context = message_context(
+        CUSTOMER, {"item_name": "Tom & Jerry <DVD>"}, unsubscribe_url="https://x/u?a=1&b=2"
+    )
     content = render_message(
         "email",
         {"subject": "{{ item_name }}", "template": "cart.html.j2", "text": "{{ item_name }}\n"},
@@ -67,12 +71,18 @@ def test_every_channel_renders_its_fields(templates: Path) -> None:
         "text": "Ann: Shoes"
     }
     push = render_message(
-        "push", {"title": "{{ item_name }}", "body": "for {{ first_name }}", "url": " https://s/{{ segment }} "},
-        context, templates,
+        "push",
+        {"title": "{{ item_name }}", "body": "for {{ first_name }}", "url": " https://s/{{ segment }} "},
+        context,
+        templates,
     )
     assert push == {"title": "Shoes", "body": "for Ann", "url": "https://s/vip"}
-    assert render_message("audience", {"list": "buyers_{{ segment }}"}, context, templates) == {"list": "buyers_vip"}
-    assert render_message("direct_mail", {"creative": "DM-{{ tier }}"}, context, templates) == {"creative": "DM-gold"}
+    assert render_message("audience", {"list": "buyers_{{ segment }}"}, context, templates) == {
+        "list": "buyers_vip"
+    }
+    assert render_message("direct_mail", {"creative": "DM-{{ tier }}"}, context, templates) == {
+        "creative": "DM-gold"
+    }
 
 
 def test_missing_variable_names_the_field(templates: Path) -> None:
@@ -88,7 +98,9 @@ def test_error_in_a_template_file_names_file_and_line(templates: Path) -> None:
         match=r"^message\.email\.template \(broken\.html\.j2, line 2\): 'missing_thing' is undefined$",
     ):
         render_message("email", {"subject": "s", "template": "broken.html.j2"}, {}, templates)
-    with pytest.raises(TerminalDeliveryError, match=r"message\.email\.template \(nope\.j2\): template 'nope\.j2' not found"):
+    with pytest.raises(
+        TerminalDeliveryError, match=r"message\.email\.template \(nope\.j2\): template 'nope\.j2' not found"
+    ):
         render_message("email", {"subject": "s", "template": "nope.j2"}, {}, templates)
 
 

@@ -33,9 +33,15 @@ def test_round_trip() -> None:
 def test_tampered_payload_is_rejected() -> None:
     token = make_token(SECRET, 42, "alice", "email", "promotions")
     payload, signature = token.split(".")
-    forged = base64.urlsafe_b64encode(
-        json.dumps({"v": 1, "m": 42, "c": "bob", "ch": "email", "t": "promotions"}, separators=(",", ":")).encode()
-    ).rstrip(b"=").decode()
+    forged = (
+        base64.urlsafe_b64encode(
+            json.dumps(
+                {"v": 1, "m": 42, "c": "bob", "ch": "email", "t": "promotions"}, separators=(",", ":")
+            ).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
     with pytest.raises(ValueError, match="signature does not match"):
         verify_token(SECRET, f"{forged}.{signature}")
     flipped = payload[:-1] + ("A" if payload[-1] != "A" else "B")
@@ -68,5 +74,10 @@ def test_secret_from_env() -> None:
 
 
 def test_unsubscribe_url() -> None:
-    assert unsubscribe_url("https://shop.example/baton/unsubscribe/", "t.k") == "https://shop.example/baton/unsubscribe/t.k"
-    assert unsubscribe_url("https://shop.example/u?token={token}", "t.k") == "https://shop.example/u?token=t.k"
+    assert (
+        unsubscribe_url("https://shop.example/baton/unsubscribe/", "t.k")
+        == "https://shop.example/baton/unsubscribe/t.k"
+    )
+    assert (
+        unsubscribe_url("https://shop.example/u?token={token}", "t.k") == "https://shop.example/u?token=t.k"
+    )

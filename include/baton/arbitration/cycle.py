@@ -67,7 +67,9 @@ def expected_campaigns(campaigns: Iterable[Campaign], policy: Policy, at: dateti
     return out
 
 
-def batch_readiness(engine: Engine, at: datetime, expected: dict[str, datetime]) -> tuple[list[str], list[str]]:
+def batch_readiness(
+    engine: Engine, at: datetime, expected: dict[str, datetime]
+) -> tuple[list[str], list[str]]:
     """(ready, missing) among the expected campaigns of cycle ``at``."""
     if not expected:
         return [], []
@@ -95,43 +97,68 @@ class CycleStart:
 
 
 def _try_begin(
-    engine: Engine, at: datetime, campaign_ids: list[str], *, shards: int, run_id: str | None,
-    expected: list[str], late: list[str],
+    engine: Engine,
+    at: datetime,
+    campaign_ids: list[str],
+    *,
+    shards: int,
+    run_id: str | None,
+    expected: list[str],
+    late: list[str],
 ) -> CycleStart:
     with engine.begin() as conn:
         conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": TOKEN_LOCK})
-        row = conn.execute(sa.text("select * from cycles where cycle_at = :at for update"), {"at": at}).first()
+        row = conn.execute(
+            sa.text("select * from cycles where cycle_at = :at for update"), {"at": at}
+        ).first()
         if row is not None and row.status == "decided":
             return CycleStart(at, True, row.shards, list(row.batch_ids))
-        others = conn.execute(
-            sa.text(
-                "select cycle_at from cycles where status = 'deciding' and cycle_at <> :at"
-                " and heartbeat_at > now() - cast(:lease as interval) order by cycle_at"
-            ),
-            {"at": at, "lease": f"{int(LEASE.total_seconds())} seconds"},
-        ).scalars().all()
+        others = (
+            conn.execute(
+                sa.text(
+                    "select cycle_at from cycles where status = 'deciding' and cycle_at <> :at"
+                    " and heartbeat_at > now() - cast(:lease as interval) order by cycle_at"
+                ),
+                {"at": at, "lease": f"{int(LEASE.total_seconds())} seconds"},
+            )
+            .scalars()
+            .all()
+        )
         if others:
             return CycleStart(at, False, shards, blocked_by=list(others))
         if row is not None:  # a retry or a cleared run: keep what the cycle decided to decide
-            conn.execute(sa.text("update cycles set heartbeat_at = now(), run_id = :r where cycle_at = :at"),
-                         {"at": at, "r": run_id})
+            conn.execute(
+                sa.text("update cycles set heartbeat_at = now(), run_id = :r where cycle_at = :at"),
+                {"at": at, "r": run_id},
+            )
             return CycleStart(at, False, row.shards, list(row.batch_ids))
-        batch_ids = conn.execute(
-            sa.text(
-                "select batch_id from candidate_batches b where b.decided_cycle_at is null"
-                " and b.campaign_id = any(:ids) and (b.cycle_at = :at or (b.cycle_at < :at and exists"
-                " (select 1 from cycles c where c.cycle_at = b.cycle_at and c.status = 'decided')))"
-                " order by batch_id"
-            ),
-            {"ids": campaign_ids, "at": at},
-        ).scalars().all()
+        batch_ids = (
+            conn.execute(
+                sa.text(
+                    "select batch_id from candidate_batches b where b.decided_cycle_at is null"
+                    " and b.campaign_id = any(:ids) and (b.cycle_at = :at or (b.cycle_at < :at and exists"
+                    " (select 1 from cycles c where c.cycle_at = b.cycle_at and c.status = 'decided')))"
+                    " order by batch_id"
+                ),
+                {"ids": campaign_ids, "at": at},
+            )
+            .scalars()
+            .all()
+        )
         conn.execute(
             sa.text(
                 "insert into cycles (cycle_at, status, run_id, shards, batch_ids, campaigns, expected_campaigns,"
                 " late_campaigns) values (:at, 'deciding', :r, :n, :b, :c, :e, :l)"
             ),
-            {"at": at, "r": run_id, "n": shards, "b": list(batch_ids), "c": campaign_ids, "e": expected,
-             "l": late},
+            {
+                "at": at,
+                "r": run_id,
+                "n": shards,
+                "b": list(batch_ids),
+                "c": campaign_ids,
+                "e": expected,
+                "l": late,
+            },
         )
         return CycleStart(at, False, shards, list(batch_ids))
 
@@ -152,8 +179,9 @@ def begin_cycle(
     ids = sorted(c.id for c in campaigns if c.enabled)
     deadline = time.monotonic() + wait_timeout
     while True:
-        start = _try_begin(engine, at, ids, shards=max(1, shards), run_id=run_id, expected=expected or [],
-                           late=late or [])
+        start = _try_begin(
+            engine, at, ids, shards=max(1, shards), run_id=run_id, expected=expected or [], late=late or []
+        )
         if not start.blocked_by:
             if not start.already_decided:
                 # the batches were just loaded: the shards' plans need their statistics
@@ -166,8 +194,11 @@ def begin_cycle(
                 f"cycle {at.isoformat()} waited {wait_timeout:.0f}s for cycle(s) "
                 f"{', '.join(t.isoformat() for t in start.blocked_by)} to finish deciding"
             )
-        log.info("cycle %s waits: cycle(s) %s are deciding", at.isoformat(),
-                 ", ".join(t.isoformat() for t in start.blocked_by))
+        log.info(
+            "cycle %s waits: cycle(s) %s are deciding",
+            at.isoformat(),
+            ", ".join(t.isoformat() for t in start.blocked_by),
+        )
         time.sleep(poll)
 
 
@@ -182,7 +213,9 @@ def _candidates_view(raw: Any, batch_ids: list[int]) -> None:
     campaign = (
         "case c.batch_id "
         + " ".join(f"when {int(b)} then {pgsql.Literal(cid).as_string(raw)}" for b, cid in campaign_of)
-        + " end" if campaign_of else "null::text"
+        + " end"
+        if campaign_of
+        else "null::text"
     )
     raw.execute("drop view if exists _cand")
     raw.execute(
@@ -223,24 +256,28 @@ def decide_shard(
             raw.execute("delete from messages where cycle_at = %s and shard = %s", (at, shard))
 
             def store_decisions() -> int:
-                return int(raw.execute(
-                    "insert into cycle_decisions (cycle_at, customer_id, campaign_id, shard, batch_id, seq, priority,"
-                    " score, channel, send_at, channels, outcomes, reasons)"
-                    " select %s, customer_id, campaign_id, %s, batch_id, seq, priority, score, channel, send_at,"
-                    " channels, outcomes, reasons from _dec order by customer_id",  # in index order
-                    (at, shard),
-                ).rowcount)
+                return int(
+                    raw.execute(
+                        "insert into cycle_decisions (cycle_at, customer_id, campaign_id, shard, batch_id, seq, priority,"
+                        " score, channel, send_at, channels, outcomes, reasons)"
+                        " select %s, customer_id, campaign_id, %s, batch_id, seq, priority, score, channel, send_at,"
+                        " channels, outcomes, reasons from _dec order by customer_id",  # in index order
+                        (at, shard),
+                    ).rowcount
+                )
 
             def store_outbox() -> int:
-                return int(raw.execute(
-                    "insert into messages (cycle_at, customer_id, campaign_id, channel, tags, counts_toward_caps,"
-                    " send_at, shard, status, batch_id, seq)"
-                    " select %s, s.customer_id, s.campaign_id, s.channel, k.tags, k.counts, s.send_at, %s,"
-                    f" 'pending', s.batch_id, s.seq from ({eng.selected_sql()}) s"
-                    " join _campaigns k on k.campaign_id = s.campaign_id"
-                    " order by s.customer_id, s.campaign_id, s.channel",  # in the unique index's order
-                    (at, shard),
-                ).rowcount)
+                return int(
+                    raw.execute(
+                        "insert into messages (cycle_at, customer_id, campaign_id, channel, tags, counts_toward_caps,"
+                        " send_at, shard, status, batch_id, seq)"
+                        " select %s, s.customer_id, s.campaign_id, s.channel, k.tags, k.counts, s.send_at, %s,"
+                        f" 'pending', s.batch_id, s.seq from ({eng.selected_sql()}) s"
+                        " join _campaigns k on k.campaign_id = s.campaign_id"
+                        " order by s.customer_id, s.campaign_id, s.channel",  # in the unique index's order
+                        (at, shard),
+                    ).rowcount
+                )
 
             # shards decide at the same pace: odd shards store in the other order, so that two
             # shards do not insert into the same index pages at the same time
@@ -257,10 +294,14 @@ def decide_shard(
                 stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + int(n)
             stats.alternatives = sum(stats.outcomes.values())
             if stats.outcomes.get("selected", 0) != messages:
-                raise RuntimeError(f"cycle {at.isoformat()} shard {shard}: {stats.outcomes.get('selected', 0)}"
-                                   f" selected but {messages} outbox rows")
-            rows = [{"campaign_id": c, "channel": ch, "outcome": o, "reason": rs, "n": int(n)}
-                    for c, ch, o, rs, n in summary]
+                raise RuntimeError(
+                    f"cycle {at.isoformat()} shard {shard}: {stats.outcomes.get('selected', 0)}"
+                    f" selected but {messages} outbox rows"
+                )
+            rows = [
+                {"campaign_id": c, "channel": ch, "outcome": o, "reason": rs, "n": int(n)}
+                for c, ch, o, rs, n in summary
+            ]
             # a cycle decided meanwhile keeps what it decided (its outbox exists): the update waits
             # for a commit in progress and then finds the cycle decided
             mine = raw.execute(
@@ -269,8 +310,11 @@ def decide_shard(
                 (str(shard), Jsonb(rows), at),
             ).fetchone()
             if mine is None:
-                log.info("cycle %s was decided meanwhile: shard %s keeps the committed decisions",
-                         at.isoformat(), shard)
+                log.info(
+                    "cycle %s was decided meanwhile: shard %s keeps the committed decisions",
+                    at.isoformat(),
+                    shard,
+                )
                 raw.rollback()
                 return None
             eng.drop_work()
@@ -310,23 +354,34 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
             if status == "decided":
                 raw.rollback()
                 return CommitResult(at, True)
-            done = {int(s) for (s,) in raw.execute(
-                "select jsonb_object_keys(shard_outcomes) from cycles where cycle_at = %s", (at,)).fetchall()}
-            has_candidates = bool(raw.execute(
-                "select exists (select 1 from candidates where batch_id = any(%s))", (list(batch_ids),)
-            ).fetchone()[0])
+            done = {
+                int(s)
+                for (s,) in raw.execute(
+                    "select jsonb_object_keys(shard_outcomes) from cycles where cycle_at = %s", (at,)
+                ).fetchall()
+            }
+            has_candidates = bool(
+                raw.execute(
+                    "select exists (select 1 from candidates where batch_id = any(%s))", (list(batch_ids),)
+                ).fetchone()[0]
+            )
             missing = sorted(set(range(shards)) - done)
             if missing and has_candidates:
                 # an empty shard writes no rows; only complain when some shard's people exist
-                present = {s for (s,) in raw.execute(
-                    "select distinct baton_shard(customer_id, %s) from candidates where batch_id = any(%s)",
-                    (shards, list(batch_ids)),
-                ).fetchall()}
+                present = {
+                    s
+                    for (s,) in raw.execute(
+                        "select distinct baton_shard(customer_id, %s) from candidates where batch_id = any(%s)",
+                        (shards, list(batch_ids)),
+                    ).fetchall()
+                }
                 undecided = sorted(present - done)
                 if undecided:
-                    raise RuntimeError(f"cycle {at.isoformat()}: shard(s) {undecided} have not decided yet"
-                                       " (if their decide_shard tasks succeeded, e.g. before a `baton db upgrade`"
-                                       " reset them, clear those tasks of this run so they decide again)")
+                    raise RuntimeError(
+                        f"cycle {at.isoformat()}: shard(s) {undecided} have not decided yet"
+                        " (if their decide_shard tasks succeeded, e.g. before a `baton db upgrade`"
+                        " reset them, clear those tasks of this run so they decide again)"
+                    )
             raw.execute(
                 "update candidate_batches set decided_cycle_at = %s, status = 'decided' where batch_id = any(%s)",
                 (at, list(batch_ids)),
@@ -341,9 +396,12 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
                 " n int) where c.cycle_at = %s and s.shard::int < %s group by 1, 2, 3, 4, 5",
                 (at, shards),
             )
-            outcomes = dict(raw.execute(
-                "select outcome, sum(n)::int from cycle_outcomes where cycle_at = %s group by outcome", (at,)
-            ).fetchall())
+            outcomes = dict(
+                raw.execute(
+                    "select outcome, sum(n)::int from cycle_outcomes where cycle_at = %s group by outcome",
+                    (at,),
+                ).fetchall()
+            )
             total = sum(outcomes.values())
             selected = messages = outcomes.get("selected", 0)  # each shard wrote one outbox row per selection
             raw.execute(
@@ -355,6 +413,12 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
         except BaseException:
             raw.rollback()
             raise
-    log.info("cycle %s committed: %d alternatives, %d selected, %d outbox messages; %s",
-             at.isoformat(), total, selected, messages, outcomes)
+    log.info(
+        "cycle %s committed: %d alternatives, %d selected, %d outbox messages; %s",
+        at.isoformat(),
+        total,
+        selected,
+        messages,
+        outcomes,
+    )
     return CommitResult(at, False, total, selected, messages, outcomes)

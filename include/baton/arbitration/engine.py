@@ -49,9 +49,17 @@ NOT_COUNTING = "('cancelled', 'expired', 'failed')"
 #: (one letter each, in the campaign's channel order) — a few bytes per row instead of an
 #: array of words, for millions of rows per cycle.  The view ``decisions`` spells them out.
 OUTCOME_CODES: dict[str, str] = {
-    "k": "unknown_customer", "e": "expired", "u": "unreachable", "p": "suppressed", "n": "no_consent",
-    "q": "quiet_hours", "g": "holdout_global", "h": "holdout_campaign", "a": "channel_alternative",
-    "c": "capped", "s": "selected",
+    "k": "unknown_customer",
+    "e": "expired",
+    "u": "unreachable",
+    "p": "suppressed",
+    "n": "no_consent",
+    "q": "quiet_hours",
+    "g": "holdout_global",
+    "h": "holdout_campaign",
+    "a": "channel_alternative",
+    "c": "capped",
+    "s": "selected",
 }
 #: One letter per channel: how ``cycle_decisions.channels`` spells the alternatives' channels.
 CHANNEL_CODES: dict[str, str] = {"e": "email", "s": "sms", "p": "push", "a": "audience", "d": "direct_mail"}
@@ -68,6 +76,8 @@ def outcome_sql(code: str) -> str:
 def channel_sql(code: str) -> str:
     """SQL: the channel named by the one-letter ``code`` expression."""
     return f"case {code} " + " ".join(f"when '{k}' then '{v}'" for k, v in CHANNEL_CODES.items()) + " end"
+
+
 WS = r"E' \t\n\r\f\v'"  # what counts as blank around an address
 
 
@@ -79,8 +89,10 @@ def _bucket_sql(key: str) -> str:
     """SPEC's ``bucket(key)`` inline: the same value as ``baton_bucket(key)`` (first 8 hex digits
     of SHA-256 = its first 4 bytes, as an unsigned integer, modulo 10000) at a fraction of the
     cost of calling that SQL function, which PostgreSQL does not inline."""
-    return (f"((('x' || encode(substring(sha256(convert_to({key}, 'UTF8')) from 1 for 4), 'hex'))"
-            "::bit(32)::bigint % 10000)::int)")
+    return (
+        f"((('x' || encode(substring(sha256(convert_to({key}, 'UTF8')) from 1 for 4), 'hex'))"
+        "::bit(32)::bigint % 10000)::int)"
+    )
 
 
 @dataclass
@@ -161,8 +173,15 @@ class CycleEngine:
         caps = list(self.policy.caps)
         poscols = []
         for i in range(1, n + 1):
-            poscols += [f"ch{i} text", f"k0_{i} text", f"k1_{i} text", f"nc0_{i} text", f"nc1_{i} text",
-                        f"nci_{i} text", f"oi_{i} bool"]
+            poscols += [
+                f"ch{i} text",
+                f"k0_{i} text",
+                f"k1_{i} text",
+                f"nc0_{i} text",
+                f"nc1_{i} text",
+                f"nci_{i} text",
+                f"oi_{i} bool",
+            ]
             poscols += [f"ap{j}_{i} bool" for j in range(1, len(caps) + 1)]
         r(
             "create temp table _campaigns (campaign_id text primary key, priority int not null,"
@@ -181,13 +200,19 @@ class CycleEngine:
                     continue
                 opt_in = self.policy.channel(c.channels[i]).consent == ConsentMode.opt_in
                 pos += [
-                    self.lit(ch), self.lit(ch + "\x1f"), self.lit(ch + "\x1f" + c.topic),
-                    self.lit("n|opt_out " + ch), self.lit(f"n|opt_out {ch}/{c.topic}"),
-                    self.lit("n|no opt_in for " + ch), "true" if opt_in else "false",
+                    self.lit(ch),
+                    self.lit(ch + "\x1f"),
+                    self.lit(ch + "\x1f" + c.topic),
+                    self.lit("n|opt_out " + ch),
+                    self.lit(f"n|opt_out {ch}/{c.topic}"),
+                    self.lit("n|no opt_in for " + ch),
+                    "true" if opt_in else "false",
                 ]
                 pos += [
-                    "true" if (cap.channel is None or cap.channel.value == ch)
-                    and (cap.tag is None or cap.tag in c.tags) else "false"
+                    "true"
+                    if (cap.channel is None or cap.channel.value == ch)
+                    and (cap.tag is None or cap.tag in c.tags)
+                    else "false"
                     for cap in caps
                 ]
             rows.append(
@@ -256,7 +281,6 @@ class CycleEngine:
         r("analyze _campaigns; analyze _sup")
         self._config_loaded = True
 
-
     def _timezones(self) -> None:
         """``_tzb``: per timezone (every valid name, and the default), what depends on the
         person's timezone only: quiet or not at T per channel with quiet hours and the end of
@@ -294,6 +318,7 @@ class CycleEngine:
         )
         self.run("create index on _tzb (name)")
         self.run("analyze _tzb")
+
     # -- the decision ---------------------------------------------------------------------------
     WORK_TABLES = ("_p", "_pc", "_st")
 
@@ -305,10 +330,12 @@ class CycleEngine:
 
     def _has_bucket(self, relation: str) -> bool:
         """Whether ``relation`` (as the search path resolves it) carries the person's shard hash."""
-        return bool(self.scalar(
-            f"select exists (select 1 from pg_attribute where attrelid = to_regclass({self.lit(relation)})"
-            " and attname = 'bucket' and not attisdropped)"
-        ))
+        return bool(
+            self.scalar(
+                f"select exists (select 1 from pg_attribute where attrelid = to_regclass({self.lit(relation)})"
+                " and attname = 'bucket' and not attisdropped)"
+            )
+        )
 
     def decide_shard(self, shard: int = 0, shards: int = 1, *, count: bool = True) -> ShardStats:
         """Decide the people of ``shard`` (of ``shards``); leaves the result in the view ``_out``.
@@ -346,7 +373,9 @@ class CycleEngine:
         self._output(n, max_rank)
         if count:
             stats.alternatives = 0
-            for outcome, cnt in self._raw.execute("select outcome, count(*) from _out group by outcome").fetchall():
+            for outcome, cnt in self._raw.execute(
+                "select outcome, count(*) from _out group by outcome"
+            ).fetchall():
                 stats.outcomes[outcome] = int(cnt)
                 stats.alternatives += int(cnt)
             lap("output")
@@ -356,7 +385,10 @@ class CycleEngine:
     def log_stats(self, stats: ShardStats, shards: int) -> None:
         log.info(
             "cycle %s shard %s/%s: %d alternatives -> %s (%s)",
-            self.at.isoformat(), stats.shard, shards, stats.alternatives,
+            self.at.isoformat(),
+            stats.shard,
+            shards,
+            stats.alternatives,
             ", ".join(f"{k}={v}" for k, v in sorted(stats.outcomes.items())),
             ", ".join(f"{k} {v:.2f}s" for k, v in stats.timings.items()),
         )
@@ -389,15 +421,18 @@ class CycleEngine:
             "email": "case when x.e is null then 'u' when s_email.addr is not null then 'p' end",
             "sms": "case when x.ph is null then 'u' when s_sms.addr is not null then 'p' end",
             "push": "case when x.pu is null then 'u' when s_push.addr is not null then 'p' end",
-            "direct_mail": "case when x.po is null then 'u'"
-                           " when s_direct_mail.addr is not null then 'p' end",
+            "direct_mail": "case when x.po is null then 'u' when s_direct_mail.addr is not null then 'p' end",
             "audience": "case when x.e is null and x.ph is null then 'u'"
-                        " when s_audience.addr is not null then 'p' end",
+            " when s_audience.addr is not null then 'p' end",
         }
         # the default timezone's values as constants: a join per person would cost more
         default = self._raw.execute(
-            "select " + (", ".join(self._tz_columns) or "1") + " from _tzb where not valid").fetchone()
-        tzcols = "".join(f", coalesce(z.{c}, {self.lit(v)}) as {c}" for c, v in zip(self._tz_columns, default, strict=False))
+            "select " + (", ".join(self._tz_columns) or "1") + " from _tzb where not valid"
+        ).fetchone()
+        tzcols = "".join(
+            f", coalesce(z.{c}, {self.lit(v)}) as {c}"
+            for c, v in zip(self._tz_columns, default, strict=False)
+        )
         # the shard's people: a hash of its candidate rows' people probed by the customers —
         # not a de-duplicated list of them first, the planner's pick that costs twice as much
         with self.setting("enable_hashagg", "off"):
@@ -442,11 +477,18 @@ class CycleEngine:
         caps = list(self.policy.caps)
         lower, upper = self._history_range()
         bounds = f"h.cycle_at >= {self.lit(lower)}::timestamptz"
-        bounds += f" and h.cycle_at <= {self.lit(upper)}::timestamptz" if self.live else f" and h.cycle_at <= {T}"
+        bounds += (
+            f" and h.cycle_at <= {self.lit(upper)}::timestamptz" if self.live else f" and h.cycle_at <= {T}"
+        )
         counts: dict[str, str] = {}  # column -> the condition of the messages it counts
         for i, cap in enumerate(caps, start=1):
-            cond = ["h.counts_toward_caps", self._hrange(int(cap.window.total_seconds()) if cap.window else None,
-                                                         cap.period.value if cap.period else None)]
+            cond = [
+                "h.counts_toward_caps",
+                self._hrange(
+                    int(cap.window.total_seconds()) if cap.window else None,
+                    cap.period.value if cap.period else None,
+                ),
+            ]
             if cap.channel is not None:
                 cond.append(f"h.channel = {self.lit(cap.channel.value)}")
             if cap.tag is not None:
@@ -455,15 +497,17 @@ class CycleEngine:
         for j, c in enumerate(self._freq, start=1):
             f = c.frequency
             assert f is not None
-            rng = self._hrange(int(f.window.total_seconds()) if f.window else None,
-                               f.period.value if f.period else None)
+            rng = self._hrange(
+                int(f.window.total_seconds()) if f.window else None, f.period.value if f.period else None
+            )
             counts[f"f{j}"] = f"h.campaign_id = {self.lit(c.id)} and {rng}"
         # hashing the people beats sorting millions of history rows by person (which the
         # planner picks when it expects few rows per person); with the person's other facts
         # (one row per person to look up per candidate row)
         with self.setting("enable_sort", "off"):
             self.run(
-                "create temp table _st as select p.*, " + ", ".join(f"coalesce(h.{c}, 0) as {c}" for c in counts)
+                "create temp table _st as select p.*, "
+                + ", ".join(f"coalesce(h.{c}, 0) as {c}" for c in counts)
                 + " from _p p left join (select h.customer_id, "
                 + ", ".join(f"count(*) filter (where {cond})::int as {c}" for c, cond in counts.items())
                 + " from messages h join _p p on p.customer_id = h.customer_id"
@@ -525,14 +569,26 @@ class CycleEngine:
         pre, sa = [], []
         for i in range(1, n + 1):
             ch = f"k.ch{i}"
-            reach = "case " + ch + " " + " ".join(f"when '{c.value}' then p.r_{c.value}" for c in Channel) + " end"
+            reach = (
+                "case "
+                + ch
+                + " "
+                + " ".join(f"when '{c.value}' then p.r_{c.value}" for c in Channel)
+                + " end"
+            )
             quiet = (
-                "case " + ch + " " + " ".join(f"when '{q}' then p.q_{q}" for q in quiet_channels) + " else false end"
-                if quiet_channels else "false"
+                "case "
+                + ch
+                + " "
+                + " ".join(f"when '{q}' then p.q_{q}" for q in quiet_channels)
+                + " else false end"
+                if quiet_channels
+                else "false"
             )
             qend = (
                 "case " + ch + " " + " ".join(f"when '{q}' then p.qe_{q}" for q in quiet_channels) + " end"
-                if quiet_channels else "null::timestamptz"
+                if quiet_channels
+                else "null::timestamptz"
             )
             pre.append(
                 f"case when {ch} is null or (r.channel is not null and r.channel <> {ch}) then ''"
@@ -555,9 +611,13 @@ class CycleEngine:
         first = "case " + " ".join(f"when pre{i} is null then {i}" for i in range(1, n + 1)) + " end as f"
         rc = "case r.channel " + " ".join(f"when k.ch{i} then {i}" for i in range(1, n + 1)) + " end as rc"
         # the campaign's priority as a constant per campaign, not a join per row
-        priority = ("case d.campaign_id " + " ".join(
-            f"when {self.lit(c.id)} then {int(c.priority)}" for c in self.campaigns.values()) + " end"
-            if self.campaigns else "0")
+        priority = (
+            "case d.campaign_id "
+            + " ".join(f"when {self.lit(c.id)} then {int(c.priority)}" for c in self.campaigns.values())
+            + " end"
+            if self.campaigns
+            else "0"
+        )
 
         def at_f(col: str) -> str:  # the value at the first surviving position
             return "case f " + " ".join(f"when {i} then {col.format(i=i)}" for i in range(1, n + 1)) + " end"
@@ -566,12 +626,27 @@ class CycleEngine:
         kcols = [f"k.ch{i} as kch{i}" for i in range(1, n + 1)]
         kcols += [f"k.ap{j}_{i} as kap{j}_{i}" for j in range(1, len(caps) + 1) for i in range(1, n + 1)]
         kcols += ["k.priority", "k.transactional", "k.counts", "k.freq_idx", "k.freq_limit"]
-        used = [f"p.u{j}" for j in range(1, len(caps) + 1)] + [f"p.f{j}" for j in range(1, len(self._freq) + 1)]
-        walk = [f"{at_f('kch{i}')} as channel", f"{at_f('sa{i}')} as sa", "priority", "transactional", "counts"]
+        used = [f"p.u{j}" for j in range(1, len(caps) + 1)] + [
+            f"p.f{j}" for j in range(1, len(self._freq) + 1)
+        ]
+        walk = [
+            f"{at_f('kch{i}')} as channel",
+            f"{at_f('sa{i}')} as sa",
+            "priority",
+            "transactional",
+            "counts",
+        ]
         for j in range(1, len(caps) + 1):
-            walk += [f"coalesce({at_f('kap' + str(j) + '_{i}')}, false) as a{j}", f"coalesce(u{j}, 0) as u{j}"]
+            walk += [
+                f"coalesce({at_f('kap' + str(j) + '_{i}')}, false) as a{j}",
+                f"coalesce(u{j}, 0) as u{j}",
+            ]
         if self._freq:
-            fn = "case freq_idx " + " ".join(f"when {j} then f{j}" for j in range(1, len(self._freq) + 1)) + " end"
+            fn = (
+                "case freq_idx "
+                + " ".join(f"when {j} then f{j}" for j in range(1, len(self._freq) + 1))
+                + " end"
+            )
             walk.append(f"(freq_limit is not null and coalesce({fn}, 0) >= freq_limit) as fblock")
         else:
             walk.append("false as fblock")
@@ -579,19 +654,23 @@ class CycleEngine:
         with self.setting("work_mem", "'512MB'"):
             self.run(
                 "create temp table _pc as select customer_id, campaign_id, batch_id, seq, score, rnk, "
-                + ", ".join(self._carried()) + ", " + ", ".join(walk)
+                + ", ".join(self._carried())
+                + ", "
+                + ", ".join(walk)
                 + f" from (select *, {first} from ("
-                "select r.customer_id, r.campaign_id, r.batch_id, r.seq, r.score, r.rnk, " + rc + ", "
+                "select r.customer_id, r.campaign_id, r.batch_id, r.seq, r.score, r.rnk, "
+                + rc
+                + ", "
                 + ", ".join(pre + sa + kcols + used)
                 # the person's ranking (over all their rows; the walk passes over rows without a
                 # survivor), computed on the stream that is already in person order: only each
                 # person's few rows are sorted
-                + " from (select d.*, row_number() over (partition by d.customer_id collate \"C\""
-                f" order by {priority} desc, d.score desc, d.campaign_id collate \"C\") as rnk"
-                " from (select distinct on (customer_id collate \"C\", campaign_id collate \"C\")"
+                + ' from (select d.*, row_number() over (partition by d.customer_id collate "C"'
+                f' order by {priority} desc, d.score desc, d.campaign_id collate "C") as rnk'
+                ' from (select distinct on (customer_id collate "C", campaign_id collate "C")'
                 " customer_id, campaign_id, coalesce(score, 0) as score, channel, expires_at, batch_id, seq from _cand"
                 f" where {shard_filter} and campaign_id in (select campaign_id from _campaigns)"
-                " order by customer_id collate \"C\", campaign_id collate \"C\", coalesce(score, 0) desc, batch_id, seq) d"
+                ' order by customer_id collate "C", campaign_id collate "C", coalesce(score, 0) desc, batch_id, seq) d'
                 ") r"
                 " join _campaigns k on k.campaign_id = r.campaign_id"
                 + f" left join {'_st' if hist else '_p'} p on p.customer_id = r.customer_id"
@@ -607,8 +686,10 @@ class CycleEngine:
             self.run("create index on _pc (rnk)")
             self.run("analyze _pc")
         carried = ", ".join(self._carried())
-        out = "s.customer_id, s.campaign_id, s.channel, s.batch_id, s.seq, s.priority, s.score, s.sa, " + ", ".join(
-            f"s.{c}" for c in self._carried())
+        out = (
+            "s.customer_id, s.campaign_id, s.channel, s.batch_id, s.seq, s.priority, s.score, s.sa, "
+            + ", ".join(f"s.{c}" for c in self._carried())
+        )
         for k in range(1, max_rank + 1):
             if k == 1:  # the counters start from the history, carried in _pc
                 src, state = "_pc s", "s"
@@ -618,8 +699,10 @@ class CycleEngine:
                 f"when s.a{i} and {state}.u{i} >= {cap.limit} then {self.lit(cap.name)}"
                 for i, cap in enumerate(caps, 1)
             )
-            block = (f"case when s.f is null or s.transactional then null {blocks}"
-                     " when s.fblock then 'campaign_frequency' end")
+            block = (
+                f"case when s.f is null or s.transactional then null {blocks}"
+                " when s.fblock then 'campaign_frequency' end"
+            )
             ucols = "".join(f", {state}.u{i} as u{i}" for i in range(1, len(caps) + 1))
             counters = "".join(
                 f", u{i} + (block is null and counts and a{i})::int as u{i}" for i in range(1, len(caps) + 1)
@@ -642,7 +725,8 @@ class CycleEngine:
         ]
         return " union all ".join(parts) or (
             "select null::text as customer_id, null::text as campaign_id, null::text as channel,"
-            " null::bigint as batch_id, null::int as seq, null::timestamptz as send_at where false")
+            " null::bigint as batch_id, null::int as seq, null::timestamptz as send_at where false"
+        )
 
     def summary(self) -> list[tuple[str, str, str, str, int]]:
         """The last decided shard's decisions counted per (campaign, channel, outcome, cap):
@@ -668,8 +752,10 @@ class CycleEngine:
                 else:
                     add((cid, channels[i - 1], OUTCOME_CODES[p[0]], ""), cnt)
         if self._max_rank:
-            walk = " union all ".join(f"select campaign_id, channel, block from _w{k} where f is not null"
-                                      for k in range(1, self._max_rank + 1))
+            walk = " union all ".join(
+                f"select campaign_id, channel, block from _w{k} where f is not null"
+                for k in range(1, self._max_rank + 1)
+            )
             for cid, ch, block, cnt in self._raw.execute(
                 f"select campaign_id, channel, block, count(*) from ({walk}) w group by 1, 2, 3"
             ).fetchall():
@@ -699,7 +785,9 @@ class CycleEngine:
                 return f"case when pre{i} like 'n|%' then substr(pre{i}, 3){chosen} end"
 
             def per_position(expr: Any, whole: Any) -> str:
-                full = " ".join(f"when {m} then {whole([expr(i) for i in range(1, m + 1)])}" for m in range(1, n + 1))
+                full = " ".join(
+                    f"when {m} then {whole([expr(i) for i in range(1, m + 1)])}" for m in range(1, n + 1)
+                )
                 own = " ".join(f"when {i} then {expr(i)}" for i in range(1, n + 1))
                 return f"case when rc is null then case length(k.cc) {full} end else {whole([f'case rc {own} end'])} end"
 
@@ -708,10 +796,14 @@ class CycleEngine:
 
             def reasons(items: list[str]) -> str:  # null when no alternative has a reason
                 sep = f"E'{REASON_SEP}'"
-                return f"nullif(concat({f', {sep}, '.join(items)}), {self.lit(REASON_SEP * (len(items) - 1))})"
+                return (
+                    f"nullif(concat({f', {sep}, '.join(items)}), {self.lit(REASON_SEP * (len(items) - 1))})"
+                )
 
-            return ("case when rc is null then k.cc else substr(k.cc, rc, 1) end as channels,"
-                    f" {per_position(outcome, letters)} as outcomes, {per_position(reason, reasons)} as reasons")
+            return (
+                "case when rc is null then k.cc else substr(k.cc, rc, 1) end as channels,"
+                f" {per_position(outcome, letters)} as outcomes, {per_position(reason, reasons)} as reasons"
+            )
 
         parts = [
             "select c.customer_id, c.campaign_id, c.batch_id, c.seq, k.priority, c.score, null::text as channel,"

@@ -42,7 +42,10 @@ def _load(cur: object, scenario: Scenario) -> None:
     copy(
         "customers",
         "customer_id, email, phone, push_token, postal_address, timezone",
-        ((c.customer_id, c.email, c.phone, c.push_token, c.postal_address, c.timezone) for c in scenario.customers),
+        (
+            (c.customer_id, c.email, c.phone, c.push_token, c.postal_address, c.timezone)
+            for c in scenario.customers
+        ),
     )
     # one row per (customer, channel, topic): any opt_out wins over an opt_in
     consents: dict[tuple[str, str, str], str] = {}
@@ -55,13 +58,18 @@ def _load(cur: object, scenario: Scenario) -> None:
     copy(
         "messages",
         "customer_id, campaign_id, channel, cycle_at, tags, counts_toward_caps, status",
-        ((h.customer_id, h.campaign_id, h.channel, h.decided_at, list(h.tags), h.counts, "sent")
-         for h in scenario.history),
+        (
+            (h.customer_id, h.campaign_id, h.channel, h.decided_at, list(h.tags), h.counts, "sent")
+            for h in scenario.history
+        ),
     )
     copy(
         "_cand",
         "campaign_id, customer_id, score, channel, expires_at, batch_id, seq",
-        ((c.campaign_id, c.customer_id, c.score, c.channel, c.expires_at, 0, c.seq) for c in scenario.candidates),
+        (
+            (c.campaign_id, c.customer_id, c.score, c.channel, c.expires_at, 0, c.seq)
+            for c in scenario.candidates
+        ),
     )
 
 

@@ -83,7 +83,10 @@ def load_batch(
                 log.warning(
                     "batch %s of campaign %s for cycle %s was already decided in cycle %s; "
                     "a rerun does not change decided batches",
-                    existing[0], campaign.id, cycle_at.isoformat(), existing[1].isoformat(),
+                    existing[0],
+                    campaign.id,
+                    cycle_at.isoformat(),
+                    existing[1].isoformat(),
                 )
                 return BatchResult(campaign.id, cycle_at, existing[0], -1, False, already_decided=True)
             # shape check first: a clear error beats a failed insert
@@ -125,7 +128,9 @@ def load_batch(
             )
             nulls, bad_channels = cur.fetchone()
             if nulls:
-                raise AudienceError(f"{src}: {nulls} row(s) have an empty customer_id; filter them out in the query")
+                raise AudienceError(
+                    f"{src}: {nulls} row(s) have an empty customer_id; filter them out in the query"
+                )
             if bad_channels:
                 raise AudienceError(
                     f"{src}: rows name channel(s) {', '.join(sorted(bad_channels))} that the campaign does not have"
@@ -140,13 +145,23 @@ def load_batch(
         raw.close()
     log.info(
         "campaign %s: batch %s for cycle %s %s with %d candidate rows",
-        campaign.id, batch_id, cycle_at.isoformat(), "replaced" if replaced else "created", count,
+        campaign.id,
+        batch_id,
+        cycle_at.isoformat(),
+        "replaced" if replaced else "created",
+        count,
     )
     return BatchResult(campaign.id, cycle_at, batch_id, count, replaced)
 
 
 _TEXT_TYPES = (25, 1043)  # text, varchar: to_jsonb(v) #>> '{}' is v itself
-_EXACT_FLOAT_TYPES = (20, 21, 23, 701, 1700)  # int8/2/4, float8, numeric: v::float8 = (to_jsonb(v) #>> '{}')::float8
+_EXACT_FLOAT_TYPES = (
+    20,
+    21,
+    23,
+    701,
+    1700,
+)  # int8/2/4, float8, numeric: v::float8 = (to_jsonb(v) #>> '{}')::float8
 _MAX_PAYLOAD_COLUMNS = 50  # jsonb_build_object takes at most 100 arguments
 
 
@@ -169,7 +184,9 @@ def _insert_sql(query: str, description: Any) -> str:
     if len(set(names)) == len(names) and len(names) <= _MAX_PAYLOAD_COLUMNS:
         rest = [c for c in names if c not in RESERVED]
         payload = (
-            "jsonb_build_object(" + ", ".join(f"{_lit(c)}, q.{q(c)}" for c in rest) + ")" if rest else "'{}'::jsonb"
+            "jsonb_build_object(" + ", ".join(f"{_lit(c)}, q.{q(c)}" for c in rest) + ")"
+            if rest
+            else "'{}'::jsonb"
         )
         if "score" not in names:
             score = "0"

@@ -462,7 +462,9 @@ class HttpChannelAdapter(ChannelAdapter):
             ) from exc
         if resp.will_close:
             conn.close()
-        return HttpResponse(resp.status, resp.reason, {k.lower(): v for k, v in resp.headers.items()}, content)
+        return HttpResponse(
+            resp.status, resp.reason, {k.lower(): v for k, v in resp.headers.items()}, content
+        )
 
     def _transient_status(self, resp: HttpResponse, detail: str) -> ChannelTransientError | None:
         """The transient error of an HTTP answer (429, 5xx, 408, 401/403), or None when it is not transient."""

@@ -29,8 +29,13 @@ def record_unsubscribe(engine: Engine, claim: UnsubscribeClaim, *, source: str =
             " where not exists (select 1 from message_events where message_id = %s and type = 'unsubscribed')",
             (claim.message_id, claim.channel, claim.topic, source, claim.message_id),
         )
-    log.info("customer %s unsubscribed from %s/%s (message %s)", claim.customer_id, claim.channel, claim.topic,
-             claim.message_id)
+    log.info(
+        "customer %s unsubscribed from %s/%s (message %s)",
+        claim.customer_id,
+        claim.channel,
+        claim.topic,
+        claim.message_id,
+    )
 
 
 def record_bounce(engine: Engine, message_id: int, kind: str = "hard_bounce") -> bool:

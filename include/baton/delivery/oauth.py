@@ -47,7 +47,9 @@ def service_account_info(value: Any, conn_id: str) -> dict[str, Any]:
                 " file Google gives for the service account"
             ) from None
     if not isinstance(value, dict):
-        raise ConfigError(f"connection {conn_id!r}: extra 'service_account' must be the service account's JSON key")
+        raise ConfigError(
+            f"connection {conn_id!r}: extra 'service_account' must be the service account's JSON key"
+        )
     missing = [k for k in _REQUIRED if not value.get(k)]
     if missing:
         raise ConfigError(
@@ -114,18 +116,31 @@ class ServiceAccountToken:
     def assertion(self) -> str:
         """The signed JWT exchanged for a token."""
         now = int(time.time())  # the endpoint checks these against its own clock
-        claims = {"iss": self.client_email, "scope": self.scope, "aud": self.token_uri, "iat": now, "exp": now + 3600}
+        claims = {
+            "iss": self.client_email,
+            "scope": self.scope,
+            "aud": self.token_uri,
+            "iat": now,
+            "exp": now + 3600,
+        }
         headers = {"kid": str(self.key_id)} if self.key_id else None
         return str(self._jwt.encode(claims, self._key, algorithm="RS256", headers=headers))
 
     def _fetch(self) -> tuple[str, float]:
         body = urllib.parse.urlencode({"grant_type": GRANT_TYPE, "assertion": self.assertion()}).encode()
         request = urllib.request.Request(
-            self.token_uri, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}, method="POST"
+            self.token_uri,
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
         )
         where = f"OAuth token endpoint {self.token_uri} (connection {self.conn_id!r})"
         try:
-            context = ssl.create_default_context(cafile=self.ca_file) if self.token_uri.startswith("https") else None
+            context = (
+                ssl.create_default_context(cafile=self.ca_file)
+                if self.token_uri.startswith("https")
+                else None
+            )
             with urllib.request.urlopen(request, timeout=self.timeout, context=context) as resp:  # noqa: S310
                 data = json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
@@ -135,7 +150,8 @@ class ServiceAccountToken:
                 error = None
             what = (
                 f"{error.get('error')}: {error.get('error_description', '')}".rstrip(": ")
-                if isinstance(error, dict) else exc.reason
+                if isinstance(error, dict)
+                else exc.reason
             )
             # transient: the messages wait (and are retried) while someone fixes the key
             raise ChannelTransientError(
@@ -156,17 +172,27 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_token(
-    info: dict[str, Any], *, conn_id: str, scope: str = FCM_SCOPE, timeout: float = 10.0, ca_file: str | None = None
+    info: dict[str, Any],
+    *,
+    conn_id: str,
+    scope: str = FCM_SCOPE,
+    timeout: float = 10.0,
+    ca_file: str | None = None,
 ) -> ServiceAccountToken:
     """The process's token of this service account and scope: the delivery batches of a worker
     share one token (a fetch an hour), not one each."""
-    key = (str(info["client_email"]), str(info.get("token_uri") or DEFAULT_TOKEN_URI), scope,
-           hashlib.sha256(str(info["private_key"]).encode()).hexdigest())
+    key = (
+        str(info["client_email"]),
+        str(info.get("token_uri") or DEFAULT_TOKEN_URI),
+        scope,
+        hashlib.sha256(str(info["private_key"]).encode()).hexdigest(),
+    )
     with _SHARED_LOCK:
         token = _SHARED.get(key)
         if token is None:
-            token = _SHARED[key] = ServiceAccountToken(info, conn_id=conn_id, scope=scope, timeout=timeout,
-                                                       ca_file=ca_file)
+            token = _SHARED[key] = ServiceAccountToken(
+                info, conn_id=conn_id, scope=scope, timeout=timeout, ca_file=ca_file
+            )
         return token
 
 

@@ -66,8 +66,15 @@ class DeliveryStats:
     failures: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"channel": self.channel, "shard": self.shard, "expired": self.expired, "claimed": self.claimed,
-                "sent": self.sent, "failed": self.failed, "retried": self.retried}
+        return {
+            "channel": self.channel,
+            "shard": self.shard,
+            "expired": self.expired,
+            "claimed": self.claimed,
+            "sent": self.sent,
+            "failed": self.failed,
+            "retried": self.retried,
+        }
 
 
 @dataclass(frozen=True)
@@ -122,8 +129,10 @@ class Outbox:
         messages whose cycle has committed (a cycle's shards write their outbox rows before
         the cycle commits; messages of no cycle — written by hand — are always due)."""
         part = "" if self.shards == 1 else " and messages.bucket >= %(lo)s and messages.bucket < %(hi)s"
-        return (f"channel = %(ch)s{part} and not exists (select 1 from cycles c"
-                " where c.cycle_at = messages.cycle_at and c.status <> 'decided')")
+        return (
+            f"channel = %(ch)s{part} and not exists (select 1 from cycles c"
+            " where c.cycle_at = messages.cycle_at and c.status <> 'decided')"
+        )
 
     def _params(self, **kw: Any) -> dict[str, Any]:
         lo, hi = shard_bounds(self.shard, self.shards)
@@ -155,8 +164,16 @@ class Outbox:
         if not rows:
             return []
         ids = [r[1] for r in rows]
-        cols = ("customer_id", "email", "phone", "push_token", "postal_address", "first_name", "last_name",
-                "attributes")
+        cols = (
+            "customer_id",
+            "email",
+            "phone",
+            "push_token",
+            "postal_address",
+            "first_name",
+            "last_name",
+            "attributes",
+        )
         people = {
             r[0]: dict(zip(cols, r, strict=True))
             for r in self._raw.execute(
@@ -168,16 +185,22 @@ class Outbox:
         payloads: dict[tuple[int, int], Any] = {}
         if refs:
             payloads = {
-                (b, q): p for b, q, p in self._raw.execute(
+                (b, q): p
+                for b, q, p in self._raw.execute(
                     "select c.batch_id, c.seq, c.payload from unnest(%s::bigint[], %s::int[]) r(batch_id, seq)"
                     " join candidates c on c.batch_id = r.batch_id and c.seq = r.seq",
                     ([b for b, _ in refs], [q for _, q in refs]),
                 ).fetchall()
             }
         return [
-            {"message_id": r[0], "customer_id": r[1], "campaign_id": r[2],
-             "payload": (payloads.get((r[5], r[6])) if r[5] is not None else r[3]) or {},
-             "attempts": r[4], "customer": people.get(r[1])}
+            {
+                "message_id": r[0],
+                "customer_id": r[1],
+                "campaign_id": r[2],
+                "payload": (payloads.get((r[5], r[6])) if r[5] is not None else r[3]) or {},
+                "attempts": r[4],
+                "customer": people.get(r[1]),
+            }
             for r in rows
         ]
 
@@ -239,8 +262,13 @@ class Outbox:
 def _recipient(row: dict[str, Any]) -> Recipient:
     c = row["customer"] or {}
     return Recipient(
-        customer_id=row["customer_id"], email=c.get("email"), phone=c.get("phone"), push_token=c.get("push_token"),
-        postal_address=c.get("postal_address"), first_name=c.get("first_name"), last_name=c.get("last_name"),
+        customer_id=row["customer_id"],
+        email=c.get("email"),
+        phone=c.get("phone"),
+        push_token=c.get("push_token"),
+        postal_address=c.get("postal_address"),
+        first_name=c.get("first_name"),
+        last_name=c.get("last_name"),
     )
 
 
@@ -290,7 +318,9 @@ def deliver_shard(
                 if channel in FILE_CHANNELS:  # one file per batch, written atomically
                     for msg, outcome in zip(ready, adapter.send_batch(ready), strict=True):
                         if isinstance(outcome, DeliveryError):
-                            _record_failure(box, stats, msg, outcome, attempts[msg.message_id], settings, now_fn())
+                            _record_failure(
+                                box, stats, msg, outcome, attempts[msg.message_id], settings, now_fn()
+                            )
                         else:
                             box.sent(outcome)
                             stats.sent += 1
@@ -327,19 +357,33 @@ def deliver_shard(
     finally:
         box.close()
     stats.seconds = time.perf_counter() - started
-    log.info("%s shard %s/%s: claimed %d, sent %d, failed %d, retried later %d, expired %d in %.1fs",
-             channel, shard, shards, stats.claimed, stats.sent, stats.failed, stats.retried, stats.expired,
-             stats.seconds)
+    log.info(
+        "%s shard %s/%s: claimed %d, sent %d, failed %d, retried later %d, expired %d in %.1fs",
+        channel,
+        shard,
+        shards,
+        stats.claimed,
+        stats.sent,
+        stats.failed,
+        stats.retried,
+        stats.expired,
+        stats.seconds,
+    )
     return stats
 
 
 def _render(
-    row: dict[str, Any], channel: str, campaigns: dict[str, Campaign], renderer: Renderer,
+    row: dict[str, Any],
+    channel: str,
+    campaigns: dict[str, Campaign],
+    renderer: Renderer,
     settings: DeliverySettings,
 ) -> OutboundMessage | str:
     campaign = campaigns.get(row["campaign_id"])
     if campaign is None:
-        return f"campaign {row['campaign_id']!r} is no longer defined (its YAML file was removed or is invalid)"
+        return (
+            f"campaign {row['campaign_id']!r} is no longer defined (its YAML file was removed or is invalid)"
+        )
     if row["customer"] is None:
         return f"customer {row['customer_id']!r} no longer exists"
     block = campaign.message.block(Channel(channel))
@@ -347,8 +391,9 @@ def _render(
         return f"campaign {campaign.id} has no message.{channel} block"
     unsub = None
     if settings.unsubscribe_secret and campaign.category.value == "marketing":
-        token = make_token(settings.unsubscribe_secret, row["message_id"], row["customer_id"], channel,
-                           campaign.topic)
+        token = make_token(
+            settings.unsubscribe_secret, row["message_id"], row["customer_id"], channel, campaign.topic
+        )
         unsub = unsubscribe_url(settings.unsubscribe_base, token)
     context = message_context(row["customer"], row["payload"], unsubscribe_url=unsub)
     try:
@@ -361,8 +406,13 @@ def _render(
 
 
 def _record_failure(
-    box: Outbox, stats: DeliveryStats, msg: OutboundMessage, exc: DeliveryError, attempts: int,
-    settings: DeliverySettings, now: datetime,
+    box: Outbox,
+    stats: DeliveryStats,
+    msg: OutboundMessage,
+    exc: DeliveryError,
+    attempts: int,
+    settings: DeliverySettings,
+    now: datetime,
 ) -> None:
     reason = str(exc) or type(exc).__name__
     kind = type(exc).__name__

@@ -119,7 +119,11 @@ class Renderer:
     def __init__(self, templates_dir: Path | str | None) -> None:
         self.templates_dir = Path(templates_dir) if templates_dir is not None else None
         loader = FileSystemLoader(str(self.templates_dir)) if self.templates_dir is not None else None
-        common: dict[str, Any] = {"undefined": StrictUndefined, "loader": loader, "keep_trailing_newline": True}
+        common: dict[str, Any] = {
+            "undefined": StrictUndefined,
+            "loader": loader,
+            "keep_trailing_newline": True,
+        }
         self._text = ImmutableSandboxedEnvironment(autoescape=False, **common)
         self._html = ImmutableSandboxedEnvironment(autoescape=True, **common)
         self._compiled: dict[tuple[bool, str], Template] = {}
@@ -174,7 +178,9 @@ class Renderer:
         out: dict[str, str] = {}
         for name in (*required, *optional):
             if name in fields:
-                out["html" if name == "template" else name] = self._field(channel, name, fields[name], context)
+                out["html" if name == "template" else name] = self._field(
+                    channel, name, fields[name], context
+                )
         if channel == "email":
             if "html" not in out:
                 raise TerminalDeliveryError("message.email: the block has neither html nor template")

@@ -33,7 +33,14 @@ SECRET_ENV = "BATON_UNSUBSCRIBE_SECRET"
 _MIN_SECRET = 16
 _DOMAIN = b"baton-unsubscribe-v1:"
 
-__all__ = ["SECRET_ENV", "UnsubscribeClaim", "make_token", "secret_from_env", "unsubscribe_url", "verify_token"]
+__all__ = [
+    "SECRET_ENV",
+    "UnsubscribeClaim",
+    "make_token",
+    "secret_from_env",
+    "unsubscribe_url",
+    "verify_token",
+]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 STORE_DB = "baton"
 AIRFLOW_DB = "airflow"
 
+
 #: Server settings of the embedded PostgreSQL (a development/CI server on one machine, not
 #: a production database).  Written to ``postgresql.auto.conf`` before the server starts,
 #: or with ``ALTER SYSTEM`` + reload when it already runs (``shared_buffers`` and
@@ -99,7 +100,9 @@ def normalise_url(url: str, *, source: str = "BATON_DATABASE_URL") -> URL:
     if not u.drivername.startswith("postgres"):
         raise ConfigError(f"{source} must point to PostgreSQL, got driver {u.drivername!r}")
     if not u.database:
-        raise ConfigError(f"{source} names no database: add it, e.g. postgresql://user:password@host:5432/baton")
+        raise ConfigError(
+            f"{source} names no database: add it, e.g. postgresql://user:password@host:5432/baton"
+        )
     return u.set(drivername="postgresql+psycopg")
 
 
@@ -154,13 +157,12 @@ def _apply_settings(url: URL, pgdata: Path, *, restart: bool) -> None:
         with admin.connect() as conn:
             rows = conn.exec_driver_sql(
                 "select name, coalesce(nullif(current_setting(name), ''), ''), context = 'postmaster'"
-                " from pg_settings where name = any(%(n)s)", {"n": list(EMBEDDED_SETTINGS)}).all()
+                " from pg_settings where name = any(%(n)s)",
+                {"n": list(EMBEDDED_SETTINGS)},
+            ).all()
             current = {name: value for name, value, _ in rows}
             at_start = {name for name, _, postmaster in rows if postmaster}
-            wanted = {
-                k: v for k, v in EMBEDDED_SETTINGS.items()
-                if _norm(current.get(k, "")) != _norm(v)
-            }
+            wanted = {k: v for k, v in EMBEDDED_SETTINGS.items() if _norm(current.get(k, "")) != _norm(v)}
             for k, v in wanted.items():
                 conn.exec_driver_sql(f"alter system set {k} = '{v}'")
             if wanted:
@@ -236,7 +238,7 @@ def ensure_database(url: URL) -> None:
             if not exists:
                 # C collation (on libc-provider servers, as the embedded one): ids sort and compare
                 # bytewise, as Python's sorted() does, and text indexes and sorts cost ~1.7x less
-                conn.exec_driver_sql(f'create database "{url.database}" template template0 lc_collate \'C\'')
+                conn.exec_driver_sql(f"create database \"{url.database}\" template template0 lc_collate 'C'")
                 log.info("Created database %s", url.database)
     finally:
         admin.dispose()

@@ -98,7 +98,9 @@ candidate_batches = sa.Table(
     sa.Column("decided_cycle_at", TS, comment="the cycle that decided this batch; null while pending"),
     sa.UniqueConstraint("campaign_id", "cycle_at", "data_interval_start", name="uq_candidate_batches_run"),
     sa.CheckConstraint("status in ('ready', 'decided')", name="ck_candidate_batches_status"),
-    sa.Index("ix_candidate_batches_pending", "cycle_at", postgresql_where=sa.text("decided_cycle_at is null")),
+    sa.Index(
+        "ix_candidate_batches_pending", "cycle_at", postgresql_where=sa.text("decided_cycle_at is null")
+    ),
 )
 
 candidates = sa.Table(
@@ -113,8 +115,7 @@ candidates = sa.Table(
     sa.Column("channel", sa.Text),
     sa.Column("expires_at", TS),
     sa.Column("payload", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-    sa.Column("bucket", sa.BigInteger, nullable=False,
-              comment=BUCKET_COMMENT + ", computed at load"),
+    sa.Column("bucket", sa.BigInteger, nullable=False, comment=BUCKET_COMMENT + ", computed at load"),
 )
 
 cycles = sa.Table(
@@ -128,14 +129,24 @@ cycles = sa.Table(
     sa.Column("expected_campaigns", ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.Column("late_campaigns", ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.Column("batch_ids", ARRAY(sa.BigInteger), nullable=False, server_default="{}"),
-    sa.Column("campaigns", ARRAY(sa.Text), nullable=False, server_default="{}",
-              comment="campaigns whose batches this cycle decides"),
+    sa.Column(
+        "campaigns",
+        ARRAY(sa.Text),
+        nullable=False,
+        server_default="{}",
+        comment="campaigns whose batches this cycle decides",
+    ),
     sa.Column("shards", sa.SmallInteger, nullable=False, server_default="1"),
     sa.Column("heartbeat_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Column("alternatives", sa.Integer, nullable=False, server_default="0"),
     sa.Column("selected", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("shard_outcomes", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb"),
-              comment="per decided shard: its decisions counted per campaign, channel, outcome and cap"),
+    sa.Column(
+        "shard_outcomes",
+        JSONB,
+        nullable=False,
+        server_default=sa.text("'{}'::jsonb"),
+        comment="per decided shard: its decisions counted per campaign, channel, outcome and cap",
+    ),
     sa.CheckConstraint("status in ('deciding', 'decided')", name="ck_cycles_status"),
 )
 
@@ -150,15 +161,27 @@ cycle_decisions = sa.Table(
     sa.Column("seq", sa.Integer),
     sa.Column("priority", sa.Integer),
     sa.Column("score", sa.Float),
-    sa.Column("channel", sa.Text,
-              comment="the surviving channel (selected or capped); null when every alternative failed checks 1-8"),
+    sa.Column(
+        "channel",
+        sa.Text,
+        comment="the surviving channel (selected or capped); null when every alternative failed checks 1-8",
+    ),
     sa.Column("send_at", TS, comment="when selected"),
-    sa.Column("channels", sa.Text, nullable=False,
-              comment="the alternatives, in campaign order, one letter each (e s p a d: see the view decisions)"),
-    sa.Column("outcomes", sa.Text, nullable=False,
-              comment="per alternative, one letter (k e u p n q g h a c s: see the view decisions)"),
-    sa.Column("reasons", sa.Text,
-              comment="per alternative, separated by U+001F; null when no alternative has one"),
+    sa.Column(
+        "channels",
+        sa.Text,
+        nullable=False,
+        comment="the alternatives, in campaign order, one letter each (e s p a d: see the view decisions)",
+    ),
+    sa.Column(
+        "outcomes",
+        sa.Text,
+        nullable=False,
+        comment="per alternative, one letter (k e u p n q g h a c s: see the view decisions)",
+    ),
+    sa.Column(
+        "reasons", sa.Text, comment="per alternative, separated by U+001F; null when no alternative has one"
+    ),
     # no primary key: a shard's rows are replaced as a whole (delete, then insert) and unique by
     # construction.  Cycle first: a cycle's rows go to the end of the index (a few pages, not
     # every leaf); one person's decisions are read with baton_decisions_of(customer_id), one
@@ -168,8 +191,20 @@ cycle_decisions = sa.Table(
 )
 
 #: ``decisions``: the view with one row per alternative (created by migration 0003).
-DECISIONS_VIEW_COLUMNS = ("cycle_at", "customer_id", "campaign_id", "channel", "batch_id", "seq", "shard",
-                          "outcome", "reason", "send_at", "priority", "score")
+DECISIONS_VIEW_COLUMNS = (
+    "cycle_at",
+    "customer_id",
+    "campaign_id",
+    "channel",
+    "batch_id",
+    "seq",
+    "shard",
+    "outcome",
+    "reason",
+    "send_at",
+    "priority",
+    "score",
+)
 
 cycle_outcomes = sa.Table(
     "cycle_outcomes",
@@ -205,17 +240,23 @@ messages = sa.Table(
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Column("batch_id", sa.BigInteger, comment="the candidate row: its payload is the message's"),
     sa.Column("seq", sa.Integer),
-    sa.Column("bucket", sa.BigInteger, sa.Computed(bucket_sql("customer_id"), persisted=True),
-              comment=BUCKET_COMMENT),
+    sa.Column(
+        "bucket",
+        sa.BigInteger,
+        sa.Computed(bucket_sql("customer_id"), persisted=True),
+        comment=BUCKET_COMMENT,
+    ),
     # cycle first: a cycle's outbox rows go to the end of the index (arbitration reads the
     # history by scanning, per shard, not per person)
     sa.UniqueConstraint("cycle_at", "customer_id", "campaign_id", "channel", name="uq_messages_decision"),
     sa.CheckConstraint(
-        "status in ('pending', 'sending', 'sent', 'failed', 'expired', 'cancelled')", name="ck_messages_status"
+        "status in ('pending', 'sending', 'sent', 'failed', 'expired', 'cancelled')",
+        name="ck_messages_status",
     ),
     # delivery claims per channel in send_at order (its shards split by the person's hash)
-    sa.Index("ix_messages_due", "channel", "send_at",
-             postgresql_where=sa.text("status in ('pending', 'sending')")),
+    sa.Index(
+        "ix_messages_due", "channel", "send_at", postgresql_where=sa.text("status in ('pending', 'sending')")
+    ),
 )
 
 message_events = sa.Table(
@@ -223,7 +264,12 @@ message_events = sa.Table(
     metadata,
     sa.Column("event_id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("message_id", sa.BigInteger, nullable=False),
-    sa.Column("type", sa.Text, nullable=False, comment="claimed, sent, failed, bounced, complained, unsubscribed, ..."),
+    sa.Column(
+        "type",
+        sa.Text,
+        nullable=False,
+        comment="claimed, sent, failed, bounced, complained, unsubscribed, ...",
+    ),
     sa.Column("ts", TS, nullable=False, server_default=sa.func.now()),
     sa.Column("detail", JSONB),
     sa.Index("ix_message_events_message", "message_id"),

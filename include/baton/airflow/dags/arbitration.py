@@ -48,7 +48,7 @@ def _doc(policy: Policy) -> str:
         "and commits decisions and outbox atomically. Rerunning a decided cycle changes nothing. "
         "Then one mapped task per channel (pool `baton_<channel>`) hands due messages to the channel, "
         "each exactly once; messages of cycles older than `max_send_delay` expire instead "
-        "(trigger with `{\"allow_late_send\": true}` to send them anyway).\n"
+        '(trigger with `{"allow_late_send": true}` to send them anyway).\n'
     )
 
 
@@ -104,8 +104,11 @@ def build_arbitration_dag(dags_folder: Path) -> DAG:
         default_args=_DEFAULT_ARGS,
         tags=["baton", "arbitration"],
         doc_md=_doc(policy),
-        params={"allow_late_send": Param(False, type="boolean",
-                                         description="deliver messages of cycles older than max_send_delay")},
+        params={
+            "allow_late_send": Param(
+                False, type="boolean", description="deliver messages of cycles older than max_send_delay"
+            )
+        },
     ) as dag:
         _cycle_tasks(dags_folder, enabled)
     return dag
@@ -114,7 +117,9 @@ def build_arbitration_dag(dags_folder: Path) -> DAG:
 def _cycle_tasks(dags_folder: Path, campaigns: list[Campaign]) -> None:
     folder = str(dags_folder)
     wait = WaitForCampaignsOperator(
-        task_id="wait_for_campaigns", dags_folder=folder, inlets=[candidates_asset(c.id) for c in campaigns],
+        task_id="wait_for_campaigns",
+        dags_folder=folder,
+        inlets=[candidates_asset(c.id) for c in campaigns],
         retries=1,
     )
 
@@ -153,8 +158,13 @@ def _cycle_tasks(dags_folder: Path, campaigns: list[Campaign]) -> None:
     committed >> targets
     for channel in sorted({ch.value for c in campaigns for ch in c.channels}):
 
-        @task(task_id=f"deliver_{channel}", pool=f"baton_{channel}", trigger_rule="none_failed",
-              map_index_template="shard {{ task.op_kwargs['shard'] }}", retries=5)
+        @task(
+            task_id=f"deliver_{channel}",
+            pool=f"baton_{channel}",
+            trigger_rule="none_failed",
+            map_index_template="shard {{ task.op_kwargs['shard'] }}",
+            retries=5,
+        )
         def deliver(shard: int, _channel: str = channel, **context: Any) -> dict[str, Any]:
             """Hand this shard's due messages to the channel, each exactly once."""
             from baton.airflow.tasks.delivery import run_delivery

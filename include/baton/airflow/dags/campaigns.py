@@ -161,7 +161,9 @@ def build_campaign_dags(dags_folder: Path) -> dict[str, DAG]:
     its placeholder DAG; it never hides another file's DAG.
     """
     campaigns_dir = dags_folder / "campaigns"
-    campaigns, issues = load_campaigns(campaigns_dir, dags_folder / "templates", policy=_policy_for_checks(dags_folder))
+    campaigns, issues = load_campaigns(
+        campaigns_dir, dags_folder / "templates", policy=_policy_for_checks(dags_folder)
+    )
     dags: dict[str, DAG] = {}
     for c in campaigns:
         if not c.enabled:
@@ -172,7 +174,9 @@ def build_campaign_dags(dags_folder: Path) -> dict[str, DAG]:
             dags[dag_id_for(c.id)] = build_campaign_dag(c, source, dags_folder)
         except Exception as exc:  # a bug must not take the other campaigns down
             log.exception("campaign %s: its DAG could not be built", c.id)
-            issues.append(SpecIssue(source, 1, FILE_FIELD, f"the DAG could not be built ({type(exc).__name__}: {exc})"))
+            issues.append(
+                SpecIssue(source, 1, FILE_FIELD, f"the DAG could not be built ({type(exc).__name__}: {exc})")
+            )
     by_file: dict[Path, list[SpecIssue]] = defaultdict(list)
     for issue in issues:
         by_file[issue.file].append(issue)

@@ -36,8 +36,14 @@ def connection_info(conn_id: str) -> ConnectionInfo:
             "secrets backend and the Airflow API server are reachable; the task is retried"
         ) from exc
     return ConnectionInfo(
-        conn_id=conn_id, conn_type=conn.conn_type, host=conn.host, port=conn.port, login=conn.login,
-        password=conn.password, schema=conn.schema, extra=parse_extra(conn_id, conn.extra),
+        conn_id=conn_id,
+        conn_type=conn.conn_type,
+        host=conn.host,
+        port=conn.port,
+        login=conn.login,
+        password=conn.password,
+        schema=conn.schema,
+        extra=parse_extra(conn_id, conn.extra),
     )
 
 
@@ -59,7 +65,9 @@ def parse_extra(conn_id: str, extra: Any) -> dict[str, Any]:
             'e.g. {"from": "Shop <shop@example.com>", "starttls": true}'
         ) from None
     if not isinstance(value, dict):
-        raise ConfigError(f"Airflow connection {conn_id!r}: its extra must be a JSON object, not {type(value).__name__}")
+        raise ConfigError(
+            f"Airflow connection {conn_id!r}: its extra must be a JSON object, not {type(value).__name__}"
+        )
     return value
 
 

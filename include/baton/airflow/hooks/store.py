@@ -59,7 +59,9 @@ def store_url() -> URL:
         except Exception as exc:
             raise ConfigError(f"Airflow connection {CONN_ID!r} cannot be turned into a URL: {exc}") from exc
         log.info("store from Airflow connection %s", CONN_ID)
-        return normalise_url(uri.replace("postgres://", "postgresql://", 1), source=f"Airflow connection {CONN_ID!r}")
+        return normalise_url(
+            uri.replace("postgres://", "postgresql://", 1), source=f"Airflow connection {CONN_ID!r}"
+        )
     env = os.environ.get("BATON_DATABASE_URL")
     if env:
         return normalise_url(env, source="BATON_DATABASE_URL")

@@ -39,12 +39,20 @@ class WaitForCampaignsOperator(BaseOperator):
             expected = expected_campaigns(campaigns, policy, at)
             ready, missing = batch_readiness(store_engine(), at, expected)
         deadline = at + policy.cycle.wait_for
-        self.log.info("cycle %s: expects %d campaign(s); ready %s; missing %s; deadline %s",
-                      at.isoformat(), len(expected), ready, missing, deadline.isoformat())
+        self.log.info(
+            "cycle %s: expects %d campaign(s); ready %s; missing %s; deadline %s",
+            at.isoformat(),
+            len(expected),
+            ready,
+            missing,
+            deadline.isoformat(),
+        )
         if missing and datetime.now(UTC) < deadline:
             self.defer(
                 trigger=BatchesReadyTrigger(
-                    at.isoformat(), {k: v.isoformat() for k, v in expected.items()}, deadline.isoformat(),
+                    at.isoformat(),
+                    {k: v.isoformat() for k, v in expected.items()},
+                    deadline.isoformat(),
                     self.poll_interval,
                 ),
                 method_name="execute_complete",
@@ -56,5 +64,11 @@ class WaitForCampaignsOperator(BaseOperator):
         at = cycle_time(context)
         missing = list(event.get("missing", []))
         if missing:
-            self.log.warning("cycle %s decides without late campaign(s): %s", at.isoformat(), ", ".join(missing))
-        return {"cycle_at": at.isoformat(), "expected": sorted(event.get("ready", []) + missing), "late": missing}
+            self.log.warning(
+                "cycle %s decides without late campaign(s): %s", at.isoformat(), ", ".join(missing)
+            )
+        return {
+            "cycle_at": at.isoformat(),
+            "expected": sorted(event.get("ready", []) + missing),
+            "late": missing,
+        }

@@ -17,7 +17,9 @@ from baton.spec.schedule import first_at_or_after
 log = logging.getLogger(__name__)
 
 
-def run_campaign_batch(campaign: Campaign, dags_folder: Path, context: dict[str, Any], asset: Any) -> dict[str, Any]:
+def run_campaign_batch(
+    campaign: Campaign, dags_folder: Path, context: dict[str, Any], asset: Any
+) -> dict[str, Any]:
     """Load the campaign's candidate batch for this run's data interval; returns the batch's counts."""
     from baton.airflow.hooks.store import store_engine
     from baton.audience.load import load_batch
@@ -27,12 +29,20 @@ def run_campaign_batch(campaign: Campaign, dags_folder: Path, context: dict[str,
         start, end = run_interval(context)
         cycle_at = first_at_or_after(policy.cycle.schedule, end)
         log.info(
-            "campaign %s: interval [%s, %s) feeds cycle %s", campaign.id, start.isoformat(), end.isoformat(),
+            "campaign %s: interval [%s, %s) feeds cycle %s",
+            campaign.id,
+            start.isoformat(),
+            end.isoformat(),
             cycle_at.isoformat(),
         )
         result = load_batch(
-            store_engine(), campaign, data_interval_start=start, data_interval_end=end, cycle_at=cycle_at,
-            run_id=run_id(context), source=f"dags/campaigns/{campaign.id}.yaml: audience.sql",
+            store_engine(),
+            campaign,
+            data_interval_start=start,
+            data_interval_end=end,
+            cycle_at=cycle_at,
+            run_id=run_id(context),
+            source=f"dags/campaigns/{campaign.id}.yaml: audience.sql",
         )
     summary = {
         "campaign_id": campaign.id,
@@ -45,6 +55,11 @@ def run_campaign_batch(campaign: Campaign, dags_folder: Path, context: dict[str,
     outlet_events = context.get("outlet_events")
     if outlet_events is not None:
         outlet_events[asset].extra = {k: v for k, v in summary.items() if k != "campaign_id"}
-    log.info("campaign %s: %s candidate rows for cycle %s (batch %s)", campaign.id, result.row_count,
-             cycle_at.isoformat(), result.batch_id)
+    log.info(
+        "campaign %s: %s candidate rows for cycle %s (batch %s)",
+        campaign.id,
+        result.row_count,
+        cycle_at.isoformat(),
+        result.batch_id,
+    )
     return summary

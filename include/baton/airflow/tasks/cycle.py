@@ -32,13 +32,20 @@ def begin(dags_folder: Path, waited: dict[str, Any], context: dict[str, Any]) ->
         _policy, campaigns = load_deployment(dags_folder)
         at = cycle_time(context)
         start = begin_cycle(
-            store_engine(), at, campaigns, shards=shard_count(), run_id=run_id(context),
-            expected=waited.get("expected", []), late=waited.get("late", []),
+            store_engine(),
+            at,
+            campaigns,
+            shards=shard_count(),
+            run_id=run_id(context),
+            expected=waited.get("expected", []),
+            late=waited.get("late", []),
         )
     if start.already_decided:
         log.info("cycle %s is already decided; this run changes nothing", at.isoformat())
         return []
-    log.info("cycle %s decides %d batch(es) in %d shard(s)", at.isoformat(), len(start.batch_ids), start.shards)
+    log.info(
+        "cycle %s decides %d batch(es) in %d shard(s)", at.isoformat(), len(start.batch_ids), start.shards
+    )
     return list(range(start.shards))
 
 
@@ -66,5 +73,10 @@ def commit(dags_folder: Path, context: dict[str, Any]) -> dict[str, Any]:
         policy, campaigns = load_deployment(dags_folder)
         at = cycle_time(context)
         result = commit_cycle(store_engine(), at, policy, campaigns)
-    return {"cycle_at": at.isoformat(), "already_decided": result.already_decided,
-            "alternatives": result.alternatives, "selected": result.selected, "messages": result.messages}
+    return {
+        "cycle_at": at.isoformat(),
+        "already_decided": result.already_decided,
+        "alternatives": result.alternatives,
+        "selected": result.selected,
+        "messages": result.messages,
+    }

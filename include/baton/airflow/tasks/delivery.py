@@ -52,17 +52,32 @@ def run_delivery(channel: str, shard: int, dags_folder: Path, context: dict[str,
             max_send_delay=policy.cycle.max_send_delay,
             allow_late_send=allow_late_send(context),
             rate_per_second=settings_ch.rate_per_second,
-            unsubscribe_base=os.environ.get("BATON_UNSUBSCRIBE_URL", "http://localhost:8080/baton/unsubscribe"),
+            unsubscribe_base=os.environ.get(
+                "BATON_UNSUBSCRIBE_URL", "http://localhost:8080/baton/unsubscribe"
+            ),
             unsubscribe_secret=secret,
         )
 
     def progress(stats: Any) -> None:
-        log.info("%s shard %s: %d claimed, %d sent, %d failed, %d to retry", channel, shard, stats.claimed,
-                 stats.sent, stats.failed, stats.retried)
+        log.info(
+            "%s shard %s: %d claimed, %d sent, %d failed, %d to retry",
+            channel,
+            shard,
+            stats.claimed,
+            stats.sent,
+            stats.failed,
+            stats.retried,
+        )
 
     stats = deliver_shard(
-        store_engine(), channel=channel, shard=shard, shards=delivery_shards(),
-        campaigns={c.id: c for c in campaigns}, adapter=adapter, templates_dir=dags_folder / "templates",
-        settings=settings, progress=progress,
+        store_engine(),
+        channel=channel,
+        shard=shard,
+        shards=delivery_shards(),
+        campaigns={c.id: c for c in campaigns},
+        adapter=adapter,
+        templates_dir=dags_folder / "templates",
+        settings=settings,
+        progress=progress,
     )
     return stats.as_dict()

@@ -15,7 +15,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
 class BatchesReadyTrigger(BaseTrigger):
-    def __init__(self, cycle_at: str, expected: dict[str, str], deadline: str, poll_interval: float = 15.0) -> None:
+    def __init__(
+        self, cycle_at: str, expected: dict[str, str], deadline: str, poll_interval: float = 15.0
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.cycle_at = cycle_at
         self.expected = expected
@@ -25,8 +27,12 @@ class BatchesReadyTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "baton.airflow.triggers.BatchesReadyTrigger",
-            {"cycle_at": self.cycle_at, "expected": self.expected, "deadline": self.deadline,
-             "poll_interval": self.poll_interval},
+            {
+                "cycle_at": self.cycle_at,
+                "expected": self.expected,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+            },
         )
 
     def _check(self) -> tuple[list[str], list[str]]:

@@ -42,7 +42,9 @@ class DirectMailAdapter(FileChannelAdapter):
                 rows.append((i, msg, (name, address, creative, str(msg.message_id))))
         if rows:
             name = f"{batch_id(m.message_id for _, m, _ in rows)}.csv"
-            written = self._write(self.root() / "direct_mail", name, csv_bytes(HEADER, (r for _, _, r in rows)))
+            written = self._write(
+                self.root() / "direct_mail", name, csv_bytes(HEADER, (r for _, _, r in rows))
+            )
             for i, msg, _ in rows:
                 results[i] = (
                     written

@@ -125,7 +125,9 @@ class EmailAdapter(ChannelAdapter):
         smtp: smtplib.SMTP | None = None
         try:
             if self.use_ssl:
-                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._tls_context())
+                smtp = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=self._tls_context()
+                )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             smtp.ehlo_or_helo_if_needed()
@@ -199,12 +201,20 @@ class EmailAdapter(ChannelAdapter):
         ]
         if self.reply_to:
             headers.append(("Reply-To", self.reply_to))
-        headers += [("X-Baton-Message-Id", str(msg.message_id)), ("X-Baton-Campaign", _unstructured(msg.campaign_id))]
+        headers += [
+            ("X-Baton-Message-Id", str(msg.message_id)),
+            ("X-Baton-Campaign", _unstructured(msg.campaign_id)),
+        ]
         url = (msg.content.get("unsubscribe_url") or "").strip()
         if url:
             if any(c.isspace() or c in "<>" for c in url) or not url.isascii():
-                raise TerminalDeliveryError(f"message {msg.message_id}: unsubscribe_url {url!r} is not a valid URL")
-            headers += [("List-Unsubscribe", f"<{url}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+                raise TerminalDeliveryError(
+                    f"message {msg.message_id}: unsubscribe_url {url!r} is not a valid URL"
+                )
+            headers += [
+                ("List-Unsubscribe", f"<{url}>"),
+                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ]
         boundary = f"=_baton_{msg.message_id}_{uuid.uuid4().hex[:16]}"
         headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
         head = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("utf-8")
@@ -212,9 +222,17 @@ class EmailAdapter(ChannelAdapter):
         return b"".join(
             (
                 head,
-                b"\r\n--", b, b"\r\n", _part("text/plain", text),
-                b"\r\n--", b, b"\r\n", _part("text/html", html),
-                b"\r\n--", b, b"--\r\n",
+                b"\r\n--",
+                b,
+                b"\r\n",
+                _part("text/plain", text),
+                b"\r\n--",
+                b,
+                b"\r\n",
+                _part("text/html", html),
+                b"\r\n--",
+                b,
+                b"--\r\n",
             )
         )
 
@@ -247,7 +265,9 @@ class EmailAdapter(ChannelAdapter):
         options: list[str] = []
         if not local.isascii():
             if not smtp.has_extn("smtputf8"):
-                raise TerminalDeliveryError(f"address {rcpt!r} needs SMTPUTF8, which the server does not support")
+                raise TerminalDeliveryError(
+                    f"address {rcpt!r} needs SMTPUTF8, which the server does not support"
+                )
             options.append("SMTPUTF8")
             smtp.command_encoding = "utf-8"
         if smtp.has_extn("8bitmime"):

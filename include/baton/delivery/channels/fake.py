@@ -44,13 +44,17 @@ class FakeAdapter(ChannelAdapter):
     idempotent_by_key: ClassVar[bool] = True
     batch_stop_after_transient: ClassVar[int] = 0  # failures are independent draws: try every message
 
-    def __init__(self, conn: ConnectionInfo, *, base_path: Any | None = None, channel: str | None = None) -> None:
+    def __init__(
+        self, conn: ConnectionInfo, *, base_path: Any | None = None, channel: str | None = None
+    ) -> None:
         super().__init__(conn, base_path=base_path)
         self.for_channel = channel or "fake"
         self.transient_rate = self._rate("transient_rate")
         self.terminal_rate = self._rate("terminal_rate")
         if self.transient_rate + self.terminal_rate > 1:
-            raise ConfigError(f"connection {conn.conn_id!r}: transient_rate + terminal_rate must be at most 1")
+            raise ConfigError(
+                f"connection {conn.conn_id!r}: transient_rate + terminal_rate must be at most 1"
+            )
         self.latency = conn.extra_float("latency_ms", 0.0) / 1000.0
         retry_after = conn.extra.get("retry_after")
         self.retry_after = float(retry_after) if retry_after not in (None, "") else None

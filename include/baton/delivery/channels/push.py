@@ -98,7 +98,9 @@ class PushAdapter(HttpChannelAdapter):
         """POST one notification; the provider id is FCM's message ``name``."""
         token = (msg.recipient.push_token or "").strip()
         if not token or any(c.isspace() for c in token):
-            raise RecipientRejectedError(f"invalid push token {msg.recipient.push_token!r}", address=token or None)
+            raise RecipientRejectedError(
+                f"invalid push token {msg.recipient.push_token!r}", address=token or None
+            )
         if not msg.content.get("title") or not msg.content.get("body"):
             raise TerminalDeliveryError(f"message {msg.message_id}: push content needs a title and a body")
         body = json.dumps(self.payload(msg), separators=(",", ":")).encode("utf-8")
@@ -121,7 +123,9 @@ class PushAdapter(HttpChannelAdapter):
         transient = self._transient_status(resp, f"{status or ''} {detail}".strip())
         if transient is not None:
             raise transient
-        raise TerminalDeliveryError(f"HTTP {resp.status_code} {error_code or status or ''}: {detail}".replace("  ", " "))
+        raise TerminalDeliveryError(
+            f"HTTP {resp.status_code} {error_code or status or ''}: {detail}".replace("  ", " ")
+        )
 
 
 def _fcm_error(resp: HttpResponse) -> tuple[str | None, str | None, str]:

@@ -73,7 +73,8 @@ class SmsAdapter(HttpChannelAdapter):
         to = normalize_phone(msg.recipient.phone)
         if to is None:
             raise RecipientRejectedError(
-                f"phone number {msg.recipient.phone!r} is not a valid E.164 number", address=msg.recipient.phone
+                f"phone number {msg.recipient.phone!r} is not a valid E.164 number",
+                address=msg.recipient.phone,
             )
         body = msg.content.get("text", "")
         if not body.strip():
@@ -104,7 +105,11 @@ class SmsAdapter(HttpChannelAdapter):
         transient = self._transient_status(resp, detail)
         if transient is not None:
             raise transient
-        reason = f"HTTP {resp.status_code} Twilio error {code}: {detail}" if code else f"HTTP {resp.status_code}: {detail}"
+        reason = (
+            f"HTTP {resp.status_code} Twilio error {code}: {detail}"
+            if code
+            else f"HTTP {resp.status_code}: {detail}"
+        )
         if code in _REJECTED_CODES:
             raise RecipientRejectedError(reason, address=to)
         raise TerminalDeliveryError(reason)

@@ -19,8 +19,12 @@ def upgrade() -> None:
     op.create_table(
         "rate_limits",
         sa.Column("channel", sa.Text(), nullable=False),
-        sa.Column("next_at", sa.DateTime(timezone=True), nullable=False,
-                  comment="the shared leaky bucket: the next free send slot"),
+        sa.Column(
+            "next_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            comment="the shared leaky bucket: the next free send slot",
+        ),
         sa.PrimaryKeyConstraint("channel"),
     )
 

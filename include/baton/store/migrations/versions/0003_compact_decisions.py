@@ -29,9 +29,17 @@ BUCKET = "(('x' || substr(md5(customer_id), 1, 8))::bit(32)::bigint)"
 
 # one letter per outcome (as baton.arbitration.engine.OUTCOME_CODES at this revision)
 CODES = {
-    "k": "unknown_customer", "e": "expired", "u": "unreachable", "p": "suppressed", "n": "no_consent",
-    "q": "quiet_hours", "g": "holdout_global", "h": "holdout_campaign", "a": "channel_alternative",
-    "c": "capped", "s": "selected",
+    "k": "unknown_customer",
+    "e": "expired",
+    "u": "unreachable",
+    "p": "suppressed",
+    "n": "no_consent",
+    "q": "quiet_hours",
+    "g": "holdout_global",
+    "h": "holdout_campaign",
+    "a": "channel_alternative",
+    "c": "capped",
+    "s": "selected",
 }
 CHANNELS = {"e": "email", "s": "sms", "p": "push", "a": "audience", "d": "direct_mail"}
 CHANNEL = "case a.ch " + " ".join(f"when '{k}' then '{v}'" for k, v in CHANNELS.items()) + " end"
@@ -71,15 +79,31 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer(), nullable=True),
         sa.Column("priority", sa.Integer(), nullable=True),
         sa.Column("score", sa.Float(), nullable=True),
-        sa.Column("channel", sa.Text(), nullable=True,
-                  comment="the surviving channel (selected or capped); null when every alternative failed checks 1-8"),
+        sa.Column(
+            "channel",
+            sa.Text(),
+            nullable=True,
+            comment="the surviving channel (selected or capped); null when every alternative failed checks 1-8",
+        ),
         sa.Column("send_at", sa.DateTime(timezone=True), nullable=True, comment="when selected"),
-        sa.Column("channels", sa.Text(), nullable=False,
-                  comment="the alternatives, in campaign order, one letter each (e s p a d: see the view decisions)"),
-        sa.Column("outcomes", sa.Text(), nullable=False,
-                  comment="per alternative, one letter (k e u p n q g h a c s: see the view decisions)"),
-        sa.Column("reasons", sa.Text(), nullable=True,
-                  comment="per alternative, separated by U+001F; null when no alternative has one"),
+        sa.Column(
+            "channels",
+            sa.Text(),
+            nullable=False,
+            comment="the alternatives, in campaign order, one letter each (e s p a d: see the view decisions)",
+        ),
+        sa.Column(
+            "outcomes",
+            sa.Text(),
+            nullable=False,
+            comment="per alternative, one letter (k e u p n q g h a c s: see the view decisions)",
+        ),
+        sa.Column(
+            "reasons",
+            sa.Text(),
+            nullable=True,
+            comment="per alternative, separated by U+001F; null when no alternative has one",
+        ),
         comment="every decision: one row per (cycle, person, campaign); the view decisions has one row per alternative",
     )
     op.create_index("ix_cycle_decisions_cycle", "cycle_decisions", ["cycle_at", "customer_id"])
@@ -97,26 +121,54 @@ def upgrade() -> None:
     op.execute(DECISIONS_VIEW)
     op.execute(DECISIONS_OF)
 
-    op.add_column("messages", sa.Column("batch_id", sa.BigInteger(), nullable=True,
-                                        comment="the candidate row: its payload is the message's"))
+    op.add_column(
+        "messages",
+        sa.Column(
+            "batch_id",
+            sa.BigInteger(),
+            nullable=True,
+            comment="the candidate row: its payload is the message's",
+        ),
+    )
     op.add_column("messages", sa.Column("seq", sa.Integer(), nullable=True))
-    op.add_column("messages", sa.Column("bucket", sa.BigInteger(), sa.Computed(BUCKET, persisted=True),
-                                        comment="the person's shard hash (baton_shard(customer_id, n) = bucket % n)"))
+    op.add_column(
+        "messages",
+        sa.Column(
+            "bucket",
+            sa.BigInteger(),
+            sa.Computed(BUCKET, persisted=True),
+            comment="the person's shard hash (baton_shard(customer_id, n) = bucket % n)",
+        ),
+    )
     op.drop_index("ix_messages_customer_cycle", table_name="messages")
     # delivery's shards split by the person's hash, not by the arbitration shard
     op.drop_index("ix_messages_due", table_name="messages")
-    op.create_index("ix_messages_due", "messages", ["channel", "send_at"],
-                    postgresql_where=sa.text("status in ('pending', 'sending')"))
+    op.create_index(
+        "ix_messages_due",
+        "messages",
+        ["channel", "send_at"],
+        postgresql_where=sa.text("status in ('pending', 'sending')"),
+    )
     # checked once per inserted candidate row, it took half the time of loading a batch
     op.drop_constraint("candidates_batch_id_fkey", "candidates", type_="foreignkey")
 
 
 def downgrade() -> None:
     op.drop_index("ix_messages_due", table_name="messages")
-    op.create_index("ix_messages_due", "messages", ["channel", "shard", "send_at"],
-                    postgresql_where=sa.text("status in ('pending', 'sending')"))
-    op.create_foreign_key("candidates_batch_id_fkey", "candidates", "candidate_batches", ["batch_id"], ["batch_id"],
-                          ondelete="CASCADE")
+    op.create_index(
+        "ix_messages_due",
+        "messages",
+        ["channel", "shard", "send_at"],
+        postgresql_where=sa.text("status in ('pending', 'sending')"),
+    )
+    op.create_foreign_key(
+        "candidates_batch_id_fkey",
+        "candidates",
+        "candidate_batches",
+        ["batch_id"],
+        ["batch_id"],
+        ondelete="CASCADE",
+    )
     op.create_index("ix_messages_customer_cycle", "messages", ["customer_id", "cycle_at"])
     op.drop_column("messages", "bucket")
     op.drop_column("messages", "seq")
@@ -126,8 +178,12 @@ def downgrade() -> None:
     op.execute("create table decisions as select * from decisions_v")
     op.execute("drop view decisions_v")
     op.drop_table("cycle_decisions")
-    op.execute("alter table decisions alter channel set not null, alter outcome set not null,"
-               " alter shard set default 0, add constraint decisions_pkey"
-               " primary key (customer_id, cycle_at, campaign_id, channel)")
+    op.execute(
+        "alter table decisions alter channel set not null, alter outcome set not null,"
+        " alter shard set default 0, add constraint decisions_pkey"
+        " primary key (customer_id, cycle_at, campaign_id, channel)"
+    )
     op.create_index("ix_decisions_cycle_shard", "decisions", ["cycle_at", "shard"])
-    op.create_index("ix_decisions_selected", "decisions", ["cycle_at"], postgresql_where=sa.text("outcome = 'selected'"))
+    op.create_index(
+        "ix_decisions_selected", "decisions", ["cycle_at"], postgresql_where=sa.text("outcome = 'selected'")
+    )

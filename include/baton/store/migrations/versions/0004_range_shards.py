@@ -30,13 +30,22 @@ OLD_COMMENT = "the person's shard hash (baton_shard(customer_id, n) = bucket % n
 def _shards(shard: str, comment: str) -> None:
     """Make ``baton_shard`` compute ``shard`` (of the hash ``HASH`` and ``shards``), describe
     ``bucket`` by ``comment``, and have the cycles still deciding decide again."""
-    op.execute("create or replace function baton_shard(customer_id text, shards integer) returns integer"
-               f" language sql immutable strict parallel safe as $$ select ({shard})::int $$")
+    op.execute(
+        "create or replace function baton_shard(customer_id text, shards integer) returns integer"
+        f" language sql immutable strict parallel safe as $$ select ({shard})::int $$"
+    )
     for table in ("cycle_decisions", "messages"):
-        op.execute(f"delete from {table} t using cycles c where c.cycle_at = t.cycle_at and c.status <> 'decided'")
+        op.execute(
+            f"delete from {table} t using cycles c where c.cycle_at = t.cycle_at and c.status <> 'decided'"
+        )
     op.execute("update cycles set shard_outcomes = '{}'::jsonb where status <> 'decided'")
-    op.alter_column("candidates", "bucket", existing_type=sa.BigInteger(), existing_nullable=False,
-                    comment=comment + ", computed at load")
+    op.alter_column(
+        "candidates",
+        "bucket",
+        existing_type=sa.BigInteger(),
+        existing_nullable=False,
+        comment=comment + ", computed at load",
+    )
     op.alter_column("messages", "bucket", existing_type=sa.BigInteger(), comment=comment)
 
 
