@@ -25,7 +25,7 @@ os.environ.setdefault("AIRFLOW_HOME", os.path.join(ROOT, ".baton", "airflow-test
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(ROOT, "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", os.path.join(ROOT, "plugins"))
-AIRFLOW_TEST_DB = "airflow_test"
+AIRFLOW_TEST_DB = os.environ.get("BATON_TEST_AIRFLOW_DB", "airflow_test")  # one per concurrent test run
 
 
 def _fresh_database(prefix: str, *, migrate: bool = True) -> Iterator[Engine]:
