@@ -71,7 +71,7 @@ def main(messages: int = 3000) -> None:
     url = base.set(database=name)
     store_engine.ensure_database(url)
     engine = sa.create_engine(url)
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "include"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("include", "dev")))
     servers = subprocess.Popen(
         [sys.executable, "-c", SERVERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
     )
