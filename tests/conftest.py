@@ -77,8 +77,29 @@ def airflow_test_url() -> str:
     )
 
 
-if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in os.environ:
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = airflow_test_url()
+def pytest_configure(config: pytest.Config) -> None:
+    """Point Airflow's metadata database at the test server — before any test module imports Airflow,
+    and only when tests other than unit tests may run: ``make test-fast`` (``-m unit``) starts no database."""
+    if (config.option.markexpr or "").strip() == "unit":
+        return
+    if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in os.environ:
+        os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = airflow_test_url()
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_use_no_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test marked ``unit`` that reaches for the embedded PostgreSQL or opens a database connection fails."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    import psycopg
+
+    from baton.store import engine as store_engine
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a unit test started a database or opened a connection: mark it integration")
+
+    monkeypatch.setattr(store_engine, "start_embedded", refuse)
+    monkeypatch.setattr(psycopg, "connect", refuse)
 
 
 @pytest.fixture(scope="session")
