@@ -68,21 +68,28 @@ def db_upgrade() -> None:
 
 @db_app.command("url")
 def db_url(
-    airflow: Annotated[bool, typer.Option("--airflow", help="Airflow's metadata DB URL instead")] = False,
+    airflow: Annotated[
+        bool, typer.Option("--airflow", help="Airflow's metadata database instead of the store")
+    ] = False,
+    sqlalchemy: Annotated[
+        bool,
+        typer.Option(
+            "--sqlalchemy",
+            help="SQLAlchemy's form with the driver (e.g. for AIRFLOW__DATABASE__SQL_ALCHEMY_CONN)",
+        ),
+    ] = False,
 ) -> None:
-    """Print the store's URL (starting the embedded server if needed)."""
-    from baton.store.engine import airflow_sql_alchemy_conn, ensure_database, store_url
+    """Print the store's URL (starting the embedded server if needed): psql "$(baton db url)" connects."""
+    from sqlalchemy.engine import make_url
 
-    if airflow:
-        from sqlalchemy.engine import make_url
+    from baton.store.engine import airflow_sql_alchemy_conn, ensure_database, libpq_url, store_url
 
-        url = airflow_sql_alchemy_conn()
-        ensure_database(make_url(url).set(drivername="postgresql+psycopg"))
-        print(url)
-    else:
-        u = store_url()
-        ensure_database(u)
-        print(u.render_as_string(hide_password=False))
+    try:
+        url = make_url(airflow_sql_alchemy_conn()) if airflow else store_url()
+        ensure_database(url.set(drivername="postgresql+psycopg"))
+    except BatonError as exc:
+        _fail(exc)
+    print(url.render_as_string(hide_password=False) if sqlalchemy else libpq_url(url))
 
 
 @db_app.command("stop")

@@ -244,6 +244,12 @@ def ensure_database(url: URL) -> None:
         admin.dispose()
 
 
+def libpq_url(url: URL) -> str:
+    """*url* as a libpq connection URI (``postgresql://…``, no SQLAlchemy driver), which ``psql``,
+    ``pg_dump`` and every libpq client accept; a socket directory stays in ``?host=``."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def airflow_sql_alchemy_conn() -> str:
     """The metadata-database URL for Airflow (psycopg2 driver, same server, own database)."""
     u = server_url().set(drivername="postgresql+psycopg2", database=AIRFLOW_DB)
