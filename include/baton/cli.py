@@ -146,7 +146,7 @@ def simulate(
 
     try:
         when = parse_at(at)
-        scenario = load_scenario(scenario_dir)
+        scenario = load_scenario(scenario_dir, ignore=[out_path])
         ensure_database(store_url())
         upgrade(get_engine())
         with err.status("deciding…"):

@@ -480,3 +480,30 @@ def test_round_trip_through_files(tmp_path_factory: pytest.TempPathFactory, part
     built = parts.build()
     loaded = load_scenario(directory)
     assert loaded == _as_loaded(parts, built)
+
+
+@pytest.mark.parametrize(
+    ("entry", "hint"),
+    [
+        ("consent.csv", "did you mean 'consents.csv'"),
+        ("Customers.csv", "did you mean 'customers.csv'"),
+        ("notes.txt", "baton simulate reads only"),
+        ("campaign/", "did you mean 'campaigns'"),
+    ],
+)
+def test_unknown_entry_is_an_error(scen: Path, entry: str, hint: str) -> None:
+    path = scen / entry.rstrip("/")
+    if entry.endswith("/"):
+        path.mkdir()
+    else:
+        write(path, "customer_id,channel,topic,status\nc1,email,,opt_out\n")
+    message = load_error(scen)
+    assert f"{path}: unknown" in message and hint in message
+
+
+def test_hidden_entries_and_the_output_file_are_not_scenario_files(scen: Path) -> None:
+    write(scen / ".DS_Store", "x")
+    (scen / ".git").mkdir()
+    write(scen / "decisions.csv", "customer_id\n")
+    assert load_scenario(scen, ignore=[scen / "decisions.csv"]).customers
+    assert "decisions.csv: unknown file" in load_error(scen)

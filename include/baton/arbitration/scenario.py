@@ -34,6 +34,7 @@ to do`` so that the CLI can print it and exit with status 2.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -541,16 +542,53 @@ def _load_history(path: Path, campaigns: dict[str, Campaign]) -> tuple[HistoryRo
     return tuple(out)
 
 
-def load_scenario(directory: Path) -> Scenario:
+SCENARIO_FILES: tuple[str, ...] = (
+    "policy.yaml",
+    "customers.csv",
+    "candidates.csv",
+    "consents.csv",
+    "suppressions.csv",
+    "history.csv",
+)
+"""The files a scenario directory may hold (besides the folders ``campaigns/`` and ``templates/``)."""
+SCENARIO_FOLDERS: tuple[str, ...] = ("campaigns", "templates")
+
+
+def _check_known_files(directory: Path, ignore: Iterable[Path]) -> None:
+    """An entry of the scenario directory that ``baton simulate`` does not read is an error, not
+    silently ignored: a misnamed ``consent.csv`` would otherwise decide as if nobody had opted out.
+    Hidden entries (``.DS_Store``, ``.git``) and the files in *ignore* (the output) are skipped."""
+    skip = {p.resolve() for p in ignore}
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(".") or entry.resolve() in skip:
+            continue
+        if entry.is_dir() and entry.name in SCENARIO_FOLDERS:
+            continue
+        if not entry.is_dir() and entry.name in SCENARIO_FILES:
+            continue
+        names = [*SCENARIO_FILES, *(f"{f}/" for f in SCENARIO_FOLDERS)]
+        close = difflib.get_close_matches(entry.name, [*SCENARIO_FILES, *SCENARIO_FOLDERS], n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        kind = "folder" if entry.is_dir() else "file"
+        raise InputError(
+            f"{entry}: unknown {kind} in the scenario{hint}; baton simulate reads only {', '.join(names)}: "
+            "rename it or move it out of the scenario folder"
+        )
+
+
+def load_scenario(directory: Path, *, ignore: Iterable[Path] = ()) -> Scenario:
     """Read a scenario directory (SPEC §5) into a :class:`Scenario`.
 
-    Raises :class:`InputError` naming the file and line of the first problem found.
+    Raises :class:`InputError` naming the file and line of the first problem found.  An entry
+    the scenario format does not know is an error (files in *ignore*, e.g. the output file written
+    into the folder, are skipped).
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError(
             f"{directory}: not a directory; give the scenario folder (policy.yaml, campaigns/, *.csv)"
         )
+    _check_known_files(directory, ignore)
     policy = _load_policy(directory / "policy.yaml")
     campaigns = _load_campaigns(directory / "campaigns", directory / "templates")
 
