@@ -49,6 +49,53 @@ def validate(
     out.print("[green]all files valid[/green]")
 
 
+@app.command()
+def status(
+    dags: Annotated[
+        Path, typer.Option(help="the dags folder (its policy.yaml gives the cycle schedule)")
+    ] = Path("dags"),
+    cycles: Annotated[int, typer.Option(help="how many recent cycles to show")] = 10,
+) -> None:
+    """Show recent cycles, batches waiting for a cycle that never ran, and the outbox per channel."""
+    from rich.table import Table
+
+    from baton.arbitration.status import read_status, stranded_advice
+    from baton.spec import Policy, SpecValidationError, load_policy
+    from baton.store.engine import get_engine
+    from baton.store.migrate import require_current
+
+    try:
+        require_current(get_engine())
+        state = read_status(get_engine(), cycles=cycles)
+    except BatonError as exc:
+        _fail(exc)
+    table = Table(
+        "cycle (UTC)", "status", "decided at", "alternatives", "selected", "late campaigns", title="cycles"
+    )
+    for c in state.cycles:
+        decided = f"{c.decided_at:%Y-%m-%d %H:%M:%S}" if c.decided_at else "-"
+        late = ", ".join(c.late_campaigns) or "-"
+        table.add_row(
+            f"{c.cycle_at:%Y-%m-%d %H:%M}", c.status, decided, f"{c.alternatives:,}", f"{c.selected:,}", late
+        )
+    out.print(table if state.cycles else "no cycle has run yet")
+    if state.outbox:
+        box = Table(
+            "channel", "status", "messages", title="outbox (pending and sending, and the last 24 hours)"
+        )
+        for channel, st, n in state.outbox:
+            box.add_row(channel, st, f"{n:,}")
+        out.print(box)
+    if state.stranded:
+        try:
+            schedule = load_policy(dags / "policy.yaml").cycle.schedule
+        except SpecValidationError:
+            schedule = Policy().cycle.schedule
+        out.print("[yellow]batches waiting for a cycle that never ran:[/yellow]")
+        out.print(stranded_advice(state.stranded, schedule), highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the store's tables (idempotent)."""

@@ -41,6 +41,23 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def require_current(engine: Engine) -> None:
+    """ConfigError unless the store is reachable and migrated to the newest revision."""
+    from sqlalchemy.exc import OperationalError
+
+    from baton.errors import ConfigError
+
+    try:
+        current = current_revision(engine)
+    except OperationalError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(f"cannot reach the store at {where}: {str(exc.orig).strip()}") from None
+    head = head_revision()
+    if current != head:
+        state = "empty (no tables)" if current is None else f"at revision {current}, not {head}"
+        raise ConfigError(f"the store is {state}: run `baton db upgrade` first")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Bring the store to ``revision``; returns (before, after) revisions."""
     cfg = alembic_config(engine)

@@ -26,19 +26,27 @@ def begin(dags_folder: Path, waited: dict[str, Any], context: dict[str, Any]) ->
     (none when the cycle is already decided)."""
     from baton.airflow.hooks.store import store_engine
     from baton.arbitration.cycle import begin_cycle
+    from baton.arbitration.status import stranded_advice, stranded_batches
     from baton.spec import load_deployment
 
     with fail_fast_on_user_mistakes():
-        _policy, campaigns = load_deployment(dags_folder)
+        policy, campaigns = load_deployment(dags_folder)
         at = cycle_time(context)
+        engine = store_engine()
         start = begin_cycle(
-            store_engine(),
+            engine,
             at,
             campaigns,
             shards=shard_count(),
             run_id=run_id(context),
             expected=waited.get("expected", []),
             late=waited.get("late", []),
+        )
+    stranded = stranded_batches(engine, before=at)
+    if stranded:
+        log.warning(
+            "batches wait for cycles that never ran (this cycle does not take them):\n%s",
+            stranded_advice(stranded, policy.cycle.schedule),
         )
     if start.already_decided:
         log.info("cycle %s is already decided; this run changes nothing", at.isoformat())
