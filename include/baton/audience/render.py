@@ -32,8 +32,12 @@ class _Collector:
 
 @dataclass(frozen=True)
 class RenderedSQL:
+    """The statement (``%(name)s`` placeholders), its parameters, and the line of the template its
+    first line comes from (leading blank lines are stripped)."""
+
     sql: str
     params: dict[str, Any]
+    first_line: int = 1
 
 
 def render_audience_sql(sql: str, context: dict[str, Any], *, source: str = "audience.sql") -> RenderedSQL:
@@ -49,4 +53,6 @@ def render_audience_sql(sql: str, context: dict[str, Any], *, source: str = "aud
     text = text.replace("%", "%%")
     for name in collector.params:
         text = text.replace(_SENTINEL.format(name), f"%({name})s")
-    return RenderedSQL(text.strip().rstrip(";"), collector.params)
+    stripped = text.lstrip()
+    first_line = text[: len(text) - len(stripped)].count("\n") + 1
+    return RenderedSQL(stripped.rstrip().rstrip(";"), collector.params, first_line)
