@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint bench constraints db-stop clean
+.PHONY: help install demo test test-fast lint docs bench constraints db-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ lint: $(STAMP) ## ruff and mypy (strict on include/baton)
 	$(BIN)/ruff check include dev dags plugins tests bench
 	$(BIN)/ruff format --check include dev dags plugins tests bench
 	$(BIN)/mypy
+
+docs: $(STAMP) ## regenerate docs/ (campaign and policy YAML, outcomes, CLI) from the code
+	$(BIN)/python -m baton_dev.docs
 
 bench: $(STAMP) ## benchmarks that print their figures (see README)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -57,6 +57,39 @@ class Outcome(StrEnum):
     selected = "selected"
 
 
+OUTCOME_MEANING: dict[Outcome, str] = {
+    Outcome.unknown_customer: "The customer does not exist.",
+    Outcome.expired: "The candidate's `expires_at` is at or before the decision time T.",
+    Outcome.unreachable: (
+        "The person has no address for the channel (email: an email address; sms: a phone number; "
+        "push: a push token; audience: the email, or the phone where there is no email; "
+        "direct_mail: a postal address)."
+    ),
+    Outcome.suppressed: (
+        "That address is on the channel's suppression list (hard bounce, complaint); email addresses "
+        "compare case-insensitively, after trimming."
+    ),
+    Outcome.no_consent: (
+        "Marketing only: the person opted out of the channel (for every topic, or for the campaign's "
+        "topic); or the channel is `opt_in` and there is no opt-in for the channel or for the channel "
+        "and the campaign's topic."
+    ),
+    Outcome.quiet_hours: (
+        "Marketing only: T falls in the channel's quiet hours in the person's local time, and those quiet "
+        "hours end later than the candidate's `expires_at`."
+    ),
+    Outcome.holdout_global: "Marketing only: the person is in the global control group.",
+    Outcome.holdout_campaign: "Marketing only: the person is in the campaign's holdout.",
+    Outcome.channel_alternative: (
+        "An earlier channel of the same campaign, in the campaign's order, passed every check above "
+        "for this person."
+    ),
+    Outcome.capped: "A cap has no room left; `reason` is the cap's name.",
+    Outcome.selected: "The message goes: `send_at` is T, or the end of the quiet hours T falls in.",
+}
+"""What each outcome means, one line each, in check order (SPEC §3; shown in docs/reference/outcomes.md)."""
+
+
 DEFAULT_CONSENT: dict[Channel, ConsentMode] = {
     Channel.email: ConsentMode.opt_out,
     Channel.sms: ConsentMode.opt_in,

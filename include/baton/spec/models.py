@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Self
@@ -35,6 +36,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     ModelWrapValidatorHandler,
     StrictBool,
     StrictFloat,
@@ -45,11 +47,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
 from baton.spec.durations import parse_duration
 from baton.spec.enums import DEFAULT_CONSENT, Category, Channel, ConsentMode, Period
-from baton.spec.schedule import cron_of
+from baton.spec.schedule import PRESETS, cron_of
 
 ERROR_TYPE = "baton"
 """The pydantic error type of every check written in this package."""
@@ -200,13 +202,36 @@ def _timezone(value: str) -> str:
     return value
 
 
-def _between(low: float, high: float, kind: str) -> AfterValidator:
-    def check(value: float) -> float:
-        if not low <= value <= high:
-            raise fail(f"{value:g} is out of range: use {kind} from {low:g} to {high:g}")
+@dataclass(frozen=True)
+class Shape:
+    """How a value is written, in the words of the reference docs (``python -m baton_dev.docs``).
+
+    Documentation only: validation ignores it; the docs show ``text`` as the field's type.
+    """
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Between:
+    """A check that a number lies from ``low`` to ``high`` (inclusive); the docs show the range from it."""
+
+    low: float
+    high: float
+    kind: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        """Validate as *source*, then check the range."""
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def _check(self, value: float) -> float:
+        if not self.low <= value <= self.high:
+            raise fail(f"{value:g} is out of range: use {self.kind} from {self.low:g} to {self.high:g}")
         return value
 
-    return AfterValidator(check)
+
+def _between(low: float, high: float, kind: str) -> Between:
+    return Between(low, high, kind)
 
 
 def _not_negative(value: int) -> int:
@@ -223,12 +248,26 @@ def _positive(value: float) -> float:
     return value
 
 
-NonEmptyStr = Annotated[StrictStr, AfterValidator(_non_empty)]
-JinjaStr = Annotated[StrictStr, AfterValidator(_non_empty), AfterValidator(_jinja)]
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-UtcDatetime = Annotated[datetime, BeforeValidator(_utc_datetime)]
-ClockTime = Annotated[time, BeforeValidator(_clock_time)]
-Schedule = Annotated[StrictStr, AfterValidator(_schedule)]
+NonEmptyStr = Annotated[StrictStr, AfterValidator(_non_empty), Shape("text (not empty)")]
+JinjaStr = Annotated[
+    StrictStr, AfterValidator(_non_empty), AfterValidator(_jinja), Shape("Jinja template (text)")
+]
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    Shape("duration: an integer and a unit `m`, `h`, `d` or `w` (`90m`, `24h`, `7d`, `2w`)"),
+]
+UtcDatetime = Annotated[
+    datetime,
+    BeforeValidator(_utc_datetime),
+    Shape("date (`2026-01-01`, midnight UTC) or date and time (`2026-01-01T08:00:00Z`; no zone: UTC)"),
+]
+ClockTime = Annotated[time, BeforeValidator(_clock_time), Shape('24-hour time in quotes, `"HH:MM"`')]
+Schedule = Annotated[
+    StrictStr,
+    AfterValidator(_schedule),
+    Shape(f"five-field cron expression (in UTC) or one of {', '.join(f'`{p}`' for p in PRESETS)}"),
+]
 Percent = Annotated[StrictFloat, _between(0, 50, "a percentage")]
 
 
@@ -247,12 +286,35 @@ class Cap(_Model):
     ``campaign_frequency`` (see :data:`CAMPAIGN_FREQUENCY`).
     """
 
-    name: NonEmptyStr
-    limit: Annotated[StrictInt, AfterValidator(_not_negative)]
-    window: Duration | None = None
-    period: Period | None = None
-    channel: Channel | None = None
-    tag: NonEmptyStr | None = None
+    name: NonEmptyStr = Field(
+        description="Unique name of the cap; it is the `reason` of a `capped` outcome. "
+        f"`{CAMPAIGN_FREQUENCY}` is reserved for campaigns' own `frequency` caps."
+    )
+    limit: Annotated[StrictInt, AfterValidator(_not_negative), Shape("integer ≥ 0")] = Field(
+        description="How many counting messages a person may have in the window or period; "
+        "0 blocks every message the cap applies to."
+    )
+    window: Duration | None = Field(
+        default=None,
+        description="A rolling window: the cap counts the person's messages decided in `(T − window, T]`, "
+        "T being the cycle's decision time. Give exactly one of `window` and `period`.",
+    )
+    period: Period | None = Field(
+        default=None,
+        description="A calendar period in the person's local time: the `day`, `week` (weeks start on Monday) "
+        "or `month` that contains the decision time T; the cap counts the person's messages decided from "
+        "its start up to T. Give exactly one of `window` and `period`.",
+    )
+    channel: Channel | None = Field(
+        default=None,
+        description="Only messages on this channel count toward the cap and are limited by it "
+        "(none: every channel).",
+    )
+    tag: NonEmptyStr | None = Field(
+        default=None,
+        description="Only messages of campaigns that have this tag in their `tags` count toward the cap "
+        "and are limited by it (none: every campaign).",
+    )
 
     @model_validator(mode="after")
     def _window_or_period(self) -> Self:
@@ -276,7 +338,10 @@ class Cap(_Model):
 class Audience(_Model):
     """The audience query: SQL over the marketing store, a Jinja template whose expressions become bound parameters."""
 
-    sql: JinjaStr
+    sql: JinjaStr = Field(
+        description="The query, run against the marketing store once per campaign run; "
+        "it returns one row per candidate (columns below)."
+    )
 
 
 def _template_name(value: str, info: ValidationInfo) -> str:
@@ -313,16 +378,30 @@ def _template_name(value: str, info: ValidationInfo) -> str:
     return value
 
 
-TemplateName = Annotated[StrictStr, AfterValidator(_non_empty), AfterValidator(_template_name)]
+TemplateName = Annotated[
+    StrictStr,
+    AfterValidator(_non_empty),
+    AfterValidator(_template_name),
+    Shape("file name relative to `dags/templates/`"),
+]
 
 
 class EmailMessage(_Model):
     """An email: a ``subject`` and exactly one of ``html`` (inline) or ``template`` (a file), optional ``text``."""
 
-    subject: JinjaStr
-    html: JinjaStr | None = None
-    template: TemplateName | None = None
-    text: JinjaStr | None = None
+    subject: JinjaStr = Field(description="The subject line.")
+    html: JinjaStr | None = Field(
+        default=None, description="The HTML body, written inline. Give exactly one of `html` and `template`."
+    )
+    template: TemplateName | None = Field(
+        default=None,
+        description="The HTML body as a template file under `dags/templates/` (e.g. `abandoned_cart.html.j2`, "
+        "no absolute path, no `..`); the file must exist and parse as Jinja. "
+        "Give exactly one of `html` and `template`.",
+    )
+    text: JinjaStr | None = Field(
+        default=None, description="An optional plain-text part, sent alongside the HTML."
+    )
 
     @model_validator(mode="after")
     def _one_body(self) -> Self:
@@ -338,27 +417,27 @@ class EmailMessage(_Model):
 class SmsMessage(_Model):
     """A text message."""
 
-    text: JinjaStr
+    text: JinjaStr = Field(description="The text of the message.")
 
 
 class PushMessage(_Model):
     """A push notification: ``title``, ``body`` and an optional ``url`` to open."""
 
-    title: JinjaStr
-    body: JinjaStr
-    url: JinjaStr | None = None
+    title: JinjaStr = Field(description="The notification's title.")
+    body: JinjaStr = Field(description="The notification's text.")
+    url: JinjaStr | None = Field(default=None, description="An optional link the notification opens.")
 
 
 class AudienceMessage(_Model):
     """An ad-platform audience membership: ``list`` is the audience's name."""
 
-    list: JinjaStr
+    list: JinjaStr = Field(description="The name of the ad-platform audience the person is added to.")
 
 
 class DirectMailMessage(_Model):
     """A printed piece: ``creative`` is the print piece's code."""
 
-    creative: JinjaStr
+    creative: JinjaStr = Field(description="The code of the print piece to send.")
 
 
 MessageBlock = EmailMessage | SmsMessage | PushMessage | AudienceMessage | DirectMailMessage
@@ -376,11 +455,25 @@ _BLOCK_EXAMPLE: dict[Channel, str] = {
 class MessageBlocks(_Model):
     """One message block per channel of the campaign, and none for other channels."""
 
-    email: EmailMessage | None = None
-    sms: SmsMessage | None = None
-    push: PushMessage | None = None
-    audience: AudienceMessage | None = None
-    direct_mail: DirectMailMessage | None = None
+    email: EmailMessage | None = Field(
+        default=None, description="The email; required when `channels` lists `email`, not allowed otherwise."
+    )
+    sms: SmsMessage | None = Field(
+        default=None,
+        description="The text message; required when `channels` lists `sms`, not allowed otherwise.",
+    )
+    push: PushMessage | None = Field(
+        default=None,
+        description="The push notification; required when `channels` lists `push`, not allowed otherwise.",
+    )
+    audience: AudienceMessage | None = Field(
+        default=None,
+        description="The ad-platform audience; required when `channels` lists `audience`, not allowed otherwise.",
+    )
+    direct_mail: DirectMailMessage | None = Field(
+        default=None,
+        description="The printed piece; required when `channels` lists `direct_mail`, not allowed otherwise.",
+    )
 
     def block(self, channel: Channel) -> MessageBlock | None:
         """The block of *channel*, or None."""
@@ -413,26 +506,89 @@ class Campaign(_Model):
     ``end_date`` are UTC datetimes (a date means its midnight UTC).
     """
 
-    id: StrictStr
-    name: NonEmptyStr
-    owner: NonEmptyStr
-    description: StrictStr | None = None
-    enabled: StrictBool = True
-    schedule: Schedule
-    start_date: UtcDatetime
-    end_date: UtcDatetime | None = None
-    category: Category = Category.marketing
-    topic: NonEmptyStr = ""
-    priority: Annotated[StrictInt, _between(0, 100, "an integer")] = 50
-    tags: tuple[NonEmptyStr, ...] = ()
-    channels: tuple[Channel, ...]
-    holdout_percent: Percent = 0.0
-    frequency: Cap | None = None
-    expires_after: Duration = timedelta(hours=24)
-    counts_toward_caps: StrictBool = True
-    params: dict[str, Any] = Field(default_factory=dict)
-    audience: Audience
-    message: MessageBlocks
+    id: Annotated[StrictStr, Shape(f"identifier matching `{ID_PATTERN.pattern}`")] = Field(
+        description="The campaign's identifier: lowercase letters, digits and `_`, starting with a letter, "
+        "at most 63 characters. It must equal the file name without `.yaml` "
+        "(`dags/campaigns/abandoned_cart.yaml` has `id: abandoned_cart`)."
+    )
+    name: NonEmptyStr = Field(description="The campaign's name, for people.")
+    owner: NonEmptyStr = Field(description="Who owns the campaign (a team or a person); shown on its DAG.")
+    description: StrictStr | None = Field(
+        default=None, description="What the campaign does, in a few sentences."
+    )
+    enabled: StrictBool = Field(
+        default=True,
+        description="`false` switches the campaign off: its DAG does not run and arbitration cycles "
+        "do not wait for it.",
+    )
+    schedule: Schedule = Field(
+        description="When the audience query runs. Each run covers its data interval `[start, end)` and feeds "
+        "the first arbitration cycle whose decision time is at or after the interval's end."
+    )
+    start_date: UtcDatetime = Field(description="When the schedule starts.")
+    end_date: UtcDatetime | None = Field(
+        default=None, description="When the schedule ends (after `start_date`); none: it does not end."
+    )
+    category: Category = Field(
+        default=Category.marketing,
+        description="`marketing` messages are subject to consent, quiet hours, control groups and caps; "
+        "`transactional` messages (an order confirmation) skip all four.",
+    )
+    topic: NonEmptyStr = Field(
+        default="",
+        description="The subscription topic checked against consent: an opt-out of the channel "
+        "for this topic blocks the campaign's messages there.",
+        json_schema_extra={"doc_default": "the campaign's `id`"},
+    )
+    priority: Annotated[StrictInt, _between(0, 100, "an integer")] = Field(
+        default=50,
+        description="Rank among the campaigns that compete for one person: higher wins "
+        "(ties: the higher score, then the campaign id in byte order).",
+    )
+    tags: tuple[NonEmptyStr, ...] = Field(
+        default=(),
+        description="Free labels; a policy cap with a `tag` applies only to campaigns that have it.",
+    )
+    channels: tuple[Channel, ...] = Field(
+        description="The channels the campaign may use, in order of preference, each at most once (1 to 5). "
+        "Each needs its block under `message`. A person gets the message on the first channel that passes "
+        "the checks for them; the others are `channel_alternative`."
+    )
+    holdout_percent: Percent = Field(
+        default=0.0,
+        description="The campaign's control group: this percentage of people never gets the campaign's "
+        "messages (outcome `holdout_campaign`), as the baseline of measurement. Must be 0 for a "
+        "transactional campaign.",
+    )
+    frequency: Cap | None = Field(
+        default=None,
+        description="The campaign's own cap, `{limit: N, window: DURATION}` or `{limit: N, period: PERIOD}` "
+        f"(no other keys): at most N of its messages per person on any channel. It is the cap named "
+        f"`{CAMPAIGN_FREQUENCY}`, checked after the policy's caps, and counts every message of the "
+        "campaign, even when the campaign does not count toward caps. Not allowed for a transactional "
+        "campaign.",
+    )
+    expires_after: Duration = Field(
+        default=timedelta(hours=24),
+        description="How long a candidate stays valid after the decision time of the cycle it feeds "
+        "(its `expires_at`).",
+    )
+    counts_toward_caps: StrictBool = Field(
+        default=True,
+        description="Whether the campaign's messages count toward the policy's caps (use up their room). "
+        "Its own `frequency` cap counts them either way.",
+        json_schema_extra={"doc_default": "`true` for marketing, `false` for transactional"},
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Constants for the audience query, used there as `{{ params.<name> }}`. A key that "
+        "looks like a secret (`password`, `token`, `api_key`, …) is refused: keep secrets in Airflow "
+        "Connections or environment variables.",
+    )
+    audience: Audience = Field(description="Who gets a candidate message: the audience query.")
+    message: MessageBlocks = Field(
+        description="The message, one block per channel in `channels` (and none for other channels)."
+    )
 
     @field_validator("id")
     @classmethod
@@ -600,16 +756,33 @@ class Campaign(_Model):
 class CycleSettings(_Model):
     """The arbitration cycle: its cron ``schedule``, how long it ``wait_for`` late campaigns, and ``max_send_delay``."""
 
-    schedule: Schedule = "0 * * * *"
-    wait_for: Duration = timedelta(minutes=30)
-    max_send_delay: Duration = timedelta(hours=2)
+    schedule: Schedule = Field(
+        default="0 * * * *",
+        description="When the arbitration DAG decides. A cycle's decision time T is its run's data interval "
+        "end, never the wall clock, so a rerun or a backfill decides the same way.",
+    )
+    wait_for: Duration = Field(
+        default=timedelta(minutes=30),
+        description="How long a cycle waits for the campaigns expected to feed it; then it decides with the "
+        "batches that are ready and records the late campaigns (their batches go to the next cycle).",
+    )
+    max_send_delay: Duration = Field(
+        default=timedelta(hours=2),
+        description="A message whose cycle's decision time is older than this when delivery reaches it is "
+        "marked `expired` instead of sent (backfills recompute history, they do not spam), unless the "
+        "run was started with `allow_late_send: true`.",
+    )
 
 
 class QuietHours(_Model):
     """Local times between which a channel is quiet; ``start > end`` wraps midnight."""
 
-    start: ClockTime
-    end: ClockTime
+    start: ClockTime = Field(description="When the quiet hours start, in the person's local time.")
+    end: ClockTime = Field(
+        description="When they end: quiet while `start` ≤ local time < `end`. When `start` is later than "
+        '`end` they wrap midnight: `{start: "21:00", end: "09:00"}` is quiet from 21:00 until 09:00 the next '
+        "morning. `start` and `end` must differ."
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:
@@ -624,21 +797,63 @@ class QuietHours(_Model):
 class ChannelSettings(_Model):
     """Consent mode, Airflow connection id and optional send rate of one channel."""
 
-    consent: ConsentMode
-    connection: NonEmptyStr
-    rate_per_second: Annotated[StrictFloat, AfterValidator(_positive)] | None = None
+    consent: ConsentMode = Field(
+        description="`opt_out`: marketing may be sent unless the person opted out; `opt_in`: only with an "
+        "opt-in for the channel (or for the channel and the campaign's topic). An opt-out always wins.",
+        json_schema_extra={
+            "doc_default": ", ".join(f"`{mode.value}` for {ch.value}" for ch, mode in DEFAULT_CONSENT.items())
+        },
+    )
+    connection: NonEmptyStr = Field(
+        description="The Airflow Connection holding the channel's delivery settings and credentials.",
+        json_schema_extra={"doc_default": "`baton_<channel>`, e.g. `baton_email`"},
+    )
+    rate_per_second: Annotated[StrictFloat, AfterValidator(_positive), Shape("number > 0")] | None = Field(
+        default=None,
+        description="At most this many messages per second on the channel, across all delivery workers "
+        "(none: no limit).",
+    )
 
 
 class Policy(_Model):
     """The deployment's policy (SPEC §2); every key is optional and ``Policy()`` is all defaults."""
 
-    cycle: CycleSettings = CycleSettings()
-    default_timezone: Annotated[StrictStr, AfterValidator(_timezone)] = "UTC"
-    global_control_percent: Percent = 0.0
-    holdout_salt: NonEmptyStr = "baton"
-    caps: tuple[Cap, ...] = ()
-    quiet_hours: dict[Channel, QuietHours] = Field(default_factory=dict)
-    channels: dict[Channel, ChannelSettings] = Field(default_factory=dict)
+    cycle: CycleSettings = Field(
+        default=CycleSettings(), description="The arbitration cycle: when it decides and how long it waits."
+    )
+    default_timezone: Annotated[
+        StrictStr, AfterValidator(_timezone), Shape("IANA time zone name (`America/New_York`)")
+    ] = Field(
+        default="UTC",
+        description="The local time zone of people without a valid IANA time zone of their own "
+        "(for quiet hours and calendar periods).",
+    )
+    global_control_percent: Percent = Field(
+        default=0.0,
+        description="The global control group: this percentage of people gets no marketing at all "
+        "(outcome `holdout_global`), as the baseline of measurement.",
+    )
+    holdout_salt: NonEmptyStr = Field(
+        default="baton",
+        description="Mixed into the hash that picks the global control group: changing it puts other "
+        "people in it. (Campaign holdouts hash the campaign id instead.)",
+    )
+    caps: tuple[Cap, ...] = Field(
+        default=(),
+        description="Frequency caps. All apply together, checked in file order; the first without room "
+        "is the `reason` of a `capped` outcome.",
+    )
+    quiet_hours: dict[Channel, QuietHours] = Field(
+        default_factory=dict,
+        description="Per channel, the hours of the person's local time in which no marketing message is "
+        "sent: a message decided then waits until they end (or, if it would expire before, is not sent: "
+        "`quiet_hours`).",
+    )
+    channels: dict[Channel, ChannelSettings] = Field(
+        default_factory=dict,
+        description="Per channel, the consent mode and delivery settings. A channel left out, or a key "
+        "left out, takes the defaults below.",
+    )
 
     def channel(self, ch: Channel) -> ChannelSettings:
         """The settings of *ch*: as configured, else consent default, connection ``baton_<channel>``, no rate limit."""
