@@ -745,8 +745,9 @@ CLI_NOTES: dict[str, Callable[[], str]] = {
     ),
     "baton simulate": lambda: (
         "Decides one cycle at decision time `--at` entirely from files, with the same engine as the\n"
-        "arbitration DAG: what-if analysis for a policy change. Needs a PostgreSQL (the embedded one\n"
-        "unless `BATON_DATABASE_URL` is set) but changes nothing in the store.\n\n" + scenario_format()
+        "arbitration DAG: what-if analysis for a policy change. It needs a PostgreSQL (the embedded one\n"
+        "unless `BATON_DATABASE_URL` is set) and decides in temporary tables: the store's data is left\n"
+        "untouched.\n\n" + scenario_format()
     ),
 }
 """Prose after a command's reference, by command path (a path that no longer exists is an error)."""

@@ -518,8 +518,8 @@ class Campaign(_Model):
     )
     enabled: StrictBool = Field(
         default=True,
-        description="`false` switches the campaign off: its DAG does not run and arbitration cycles "
-        "do not wait for it.",
+        description="`false` switches the campaign off: it gets no DAG (so no runs) and arbitration "
+        "cycles do not wait for it.",
     )
     schedule: Schedule = Field(
         description="When the audience query runs. Each run covers its data interval `[start, end)` and feeds "
