@@ -45,9 +45,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from baton.errors import ConfigError
+from baton.store.raw import driver_connection
+from baton.store.tx import settings_session, transaction
 
 log = logging.getLogger(__name__)
 
@@ -1086,7 +1088,7 @@ def _copy_lines(cur: Any, table: str, lines: Iterator[str] | list[str]) -> int:
 
 
 def _read_meta(cur: Any) -> dict[str, Any] | None:
-    cur.execute("select value from baton_meta where key = %s", (META_KEY,))
+    cur.execute("select value from baton_meta where key = %(key)s", {"key": META_KEY})
     row = cur.fetchone()
     if row is None:
         return None
@@ -1096,32 +1098,21 @@ def _read_meta(cur: Any) -> dict[str, Any] | None:
 
 def _write_meta(cur: Any, value: dict[str, Any]) -> None:
     cur.execute(
-        "insert into baton_meta (key, value, updated_at) values (%s, %s::jsonb, now()) "
+        "insert into baton_meta (key, value, updated_at) values (%(key)s, %(value)s::jsonb, now()) "
         "on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at",
-        (META_KEY, json.dumps(value, sort_keys=True)),
+        {"key": META_KEY, "value": json.dumps(value, sort_keys=True)},
     )
 
 
 @contextmanager
-def _raw(engine: Engine) -> Iterator[Any]:
-    raw = engine.raw_connection()
-    try:
-        conn = raw.driver_connection
-        if conn is None or not hasattr(conn, "cursor") or not hasattr(conn, "commit"):
+def _session(engine: Engine) -> Iterator[Connection]:
+    """A dedicated session for the bulk load: ``synchronous_commit = off`` (reset before the
+    connection returns to the pool); each step is a :func:`~baton.store.tx.transaction` on it."""
+    with settings_session(engine, synchronous_commit="off") as conn:
+        raw = driver_connection(conn)
+        if not hasattr(raw, "cursor") or not hasattr(raw, "commit"):
             raise ConfigError("baton seed needs the psycopg (3) driver for PostgreSQL")
-        conn.rollback()
-        with conn.cursor() as cur:
-            cur.execute("set synchronous_commit = off")
-        conn.commit()
         yield conn
-    except BaseException:
-        try:
-            raw.driver_connection.rollback()  # type: ignore[union-attr]
-        except Exception:  # pragma: no cover - the connection may be gone
-            pass
-        raise
-    finally:
-        raw.close()
 
 
 # ------------------------------------------------------------------------------- driver
@@ -1147,12 +1138,11 @@ def run_seed(
     say: Callable[[str], None] = console.print if console is not None else (lambda _msg: None)
     t_all = time.perf_counter()
 
-    with _raw(engine) as conn:
-        with conn.cursor() as cur:
+    with _session(engine) as conn:
+        with transaction(conn) as tx, tx.cursor() as cur:
             meta = _read_meta(cur)
             cur.execute("select exists (select 1 from customers)")
             has_rows = bool(cur.fetchone()[0])
-        conn.commit()
 
         same = (
             meta is not None
@@ -1215,11 +1205,10 @@ def run_seed(
 
         with progress_cm as progress:
             t0 = time.perf_counter()
-            with conn.cursor() as cur:
+            with transaction(conn) as tx, tx.cursor() as cur:
                 if mode == "rebuild":
                     cur.execute(f"truncate {', '.join(SEEDED_TABLES)} restart identity")
                 _write_meta(cur, meta)
-            conn.commit()
             world = _build_world(customers, seed)
             stats.seconds["prepare"] = round(time.perf_counter() - t0, 2)
             fmt = _TsFormat()
@@ -1229,12 +1218,11 @@ def run_seed(
                 task = progress.add_task("customers", total=customers) if progress else None
                 anchor = start // DAY * DAY
                 for done, chunk in _customer_chunks(world, seed, anchor, fmt):
-                    with conn.cursor() as cur:
+                    with transaction(conn) as tx, tx.cursor() as cur:
                         stats.customers += _copy_lines(cur, "customers", chunk.customers)
                         stats.identifiers += _copy_lines(cur, "identifiers", chunk.identifiers)
                         stats.consents += _copy_lines(cur, "consents", chunk.consents)
                         stats.suppressions += _copy_lines(cur, "suppressions", chunk.suppressions)
-                    conn.commit()
                     if progress:
                         progress.update(task, completed=done)
                 stats.seconds["customers"] = round(time.perf_counter() - t0, 2)
@@ -1251,11 +1239,10 @@ def run_seed(
             counts = dict.fromkeys(EVENT_TYPES, 0)
             minutes = _diurnal_table()
             for d, is_full in todo:
-                with conn.cursor() as cur:
+                with transaction(conn) as tx, tx.cursor() as cur:
                     stats.events += _copy_lines(
                         cur, "events", _day_events(world, seed, d, start, end, is_full, fmt, minutes, counts)
                     )
-                conn.commit()
                 if progress:
                     progress.advance(task)
             stats.events_by_type = counts
@@ -1266,18 +1253,12 @@ def run_seed(
             )
 
             t0 = time.perf_counter()
-            with conn.cursor() as cur:
+            with transaction(conn) as tx, tx.cursor() as cur:
                 meta.update(until=_iso(end), complete=True)
                 _write_meta(cur, meta)
-            conn.commit()
-            old_autocommit = conn.autocommit
-            conn.autocommit = True
-            try:
-                with conn.cursor() as cur:
-                    for table in SEEDED_TABLES if mode == "rebuild" else ("events",):
-                        cur.execute(f"analyze {table}")
-            finally:
-                conn.autocommit = old_autocommit
+            for table in SEEDED_TABLES if mode == "rebuild" else ("events",):
+                with transaction(conn) as tx:  # one table at a time: no lock held longer than its analyze
+                    tx.execute(f"analyze {table}")
             stats.seconds["analyze"] = round(time.perf_counter() - t0, 2)
 
     stats.seconds["total"] = round(time.perf_counter() - t_all, 2)

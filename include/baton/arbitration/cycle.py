@@ -26,7 +26,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from psycopg import sql as pgsql
@@ -36,7 +35,8 @@ from sqlalchemy.engine import Engine
 from baton.arbitration.engine import CycleEngine, ShardStats
 from baton.spec import Campaign, Policy
 from baton.spec.schedule import previous_at
-from baton.store.raw import driver_connection
+from baton.store.status import MessageStatus
+from baton.store.tx import Tx, transaction
 
 log = logging.getLogger(__name__)
 
@@ -106,61 +106,53 @@ def _try_begin(
     expected: list[str],
     late: list[str],
 ) -> CycleStart:
-    with engine.begin() as conn:
-        conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": TOKEN_LOCK})
-        row = conn.execute(
-            sa.text("select * from cycles where cycle_at = :at for update"), {"at": at}
-        ).first()
-        if row is not None and row.status == "decided":
-            return CycleStart(at, True, row.shards, list(row.batch_ids))
-        others = (
-            conn.execute(
-                sa.text(
-                    "select cycle_at from cycles where status = 'deciding' and cycle_at <> :at"
-                    " and heartbeat_at > now() - cast(:lease as interval) order by cycle_at"
-                ),
-                {"at": at, "lease": f"{int(LEASE.total_seconds())} seconds"},
-            )
-            .scalars()
-            .all()
-        )
+    with transaction(engine) as tx:
+        tx.execute("select pg_advisory_xact_lock(%(k)s)", {"k": TOKEN_LOCK})
+        row = tx.execute(
+            "select status, shards, batch_ids from cycles where cycle_at = %(at)s for update", {"at": at}
+        ).fetchone()
+        if row is not None and row[0] == "decided":
+            return CycleStart(at, True, row[1], list(row[2]))
+        others = [
+            r[0]
+            for r in tx.execute(
+                "select cycle_at from cycles where status = 'deciding' and cycle_at <> %(at)s"
+                " and heartbeat_at > now() - %(lease)s order by cycle_at",
+                {"at": at, "lease": LEASE},
+            ).fetchall()
+        ]
         if others:
-            return CycleStart(at, False, shards, blocked_by=list(others))
+            return CycleStart(at, False, shards, blocked_by=others)
         if row is not None:  # a retry or a cleared run: keep what the cycle decided to decide
-            conn.execute(
-                sa.text("update cycles set heartbeat_at = now(), run_id = :r where cycle_at = :at"),
+            tx.execute(
+                "update cycles set heartbeat_at = now(), run_id = %(r)s where cycle_at = %(at)s",
                 {"at": at, "r": run_id},
             )
-            return CycleStart(at, False, row.shards, list(row.batch_ids))
-        batch_ids = (
-            conn.execute(
-                sa.text(
-                    "select batch_id from candidate_batches b where b.decided_cycle_at is null"
-                    " and b.campaign_id = any(:ids) and (b.cycle_at = :at or (b.cycle_at < :at and exists"
-                    " (select 1 from cycles c where c.cycle_at = b.cycle_at and c.status = 'decided')))"
-                    " order by batch_id"
-                ),
+            return CycleStart(at, False, row[1], list(row[2]))
+        batch_ids = [
+            r[0]
+            for r in tx.execute(
+                "select batch_id from candidate_batches b where b.decided_cycle_at is null"
+                " and b.campaign_id = any(%(ids)s) and (b.cycle_at = %(at)s or (b.cycle_at < %(at)s and exists"
+                " (select 1 from cycles c where c.cycle_at = b.cycle_at and c.status = 'decided')))"
+                " order by batch_id",
                 {"ids": campaign_ids, "at": at},
-            )
-            .scalars()
-            .all()
-        )
-        conn.execute(
-            sa.text(
-                "insert into cycles (cycle_at, status, run_id, shards, batch_ids, campaigns, expected_campaigns,"
-                " late_campaigns) values (:at, 'deciding', :r, :n, :b, :c, :e, :l)"
-            ),
+            ).fetchall()
+        ]
+        tx.execute(
+            "insert into cycles (cycle_at, status, run_id, shards, batch_ids, campaigns, expected_campaigns,"
+            " late_campaigns) values (%(at)s, 'deciding', %(r)s, %(n)s, %(b)s, %(c)s, %(e)s, %(l)s)",
             {
                 "at": at,
                 "r": run_id,
                 "n": shards,
-                "b": list(batch_ids),
+                "b": batch_ids,
                 "c": campaign_ids,
                 "e": expected,
                 "l": late,
             },
         )
-        return CycleStart(at, False, shards, list(batch_ids))
+        return CycleStart(at, False, shards, batch_ids)
 
 
 def begin_cycle(
@@ -185,9 +177,8 @@ def begin_cycle(
         if not start.blocked_by:
             if not start.already_decided:
                 # the batches were just loaded: the shards' plans need their statistics
-                with engine.connect() as conn:
-                    conn.exec_driver_sql("analyze candidates")
-                    conn.commit()
+                with transaction(engine) as tx:
+                    tx.execute("analyze candidates")
             return start
         if time.monotonic() > deadline:
             raise TimeoutError(
@@ -202,23 +193,23 @@ def begin_cycle(
         time.sleep(poll)
 
 
-def _candidates_view(raw: Any, batch_ids: list[int]) -> None:
+def _candidates_view(tx: Tx, batch_ids: list[int]) -> None:
     """``_cand``: the candidate rows of the cycle's batches with their campaign (named by a
     CASE over the few batch ids rather than a join per row)."""
     ids = ",".join(str(int(b)) for b in batch_ids) or "null"
-    campaign_of = raw.execute(
-        "select batch_id, campaign_id from candidate_batches where batch_id = any(%s) order by batch_id",
-        (list(batch_ids),),
+    campaign_of = tx.execute(
+        "select batch_id, campaign_id from candidate_batches where batch_id = any(%(ids)s) order by batch_id",
+        {"ids": list(batch_ids)},
     ).fetchall()
     campaign = (
         "case c.batch_id "
-        + " ".join(f"when {int(b)} then {pgsql.Literal(cid).as_string(raw)}" for b, cid in campaign_of)
+        + " ".join(f"when {int(b)} then {pgsql.Literal(cid).as_string(tx.raw)}" for b, cid in campaign_of)
         + " end"
         if campaign_of
         else "null::text"
     )
-    raw.execute("drop view if exists _cand")
-    raw.execute(
+    tx.execute("drop view if exists _cand")
+    tx.execute(
         f"create temp view _cand as select {campaign} as campaign_id, c.customer_id, c.score, c.channel,"
         f" c.expires_at, c.batch_id, c.seq, c.bucket from candidates c where c.batch_id in ({ids})"
     )
@@ -227,55 +218,57 @@ def _candidates_view(raw: Any, batch_ids: list[int]) -> None:
 def decide_shard(
     engine: Engine, at: datetime, policy: Policy, campaigns: Iterable[Campaign], shard: int
 ) -> ShardStats | None:
-    """Decide one shard of cycle ``at`` and store its decisions (replacing a previous try)."""
+    """Decide one shard of cycle ``at`` and store its decisions (replacing a previous try).
+
+    Two transactions on one session: the heartbeat, then the decision — the shard's decisions
+    and outbox rows, replacing a previous try's — which is rolled back whole when the cycle was
+    decided meanwhile."""
+    key = {"at": at, "shard": shard}
     with engine.connect() as conn:
-        raw = driver_connection(conn)
-        try:
-            row = raw.execute(
-                "select status, shards, batch_ids from cycles where cycle_at = %s", (at,)
+        # heartbeat in a transaction of its own: holding the cycle's row lock while deciding
+        # would make the shards of a cycle wait for one another
+        with transaction(conn) as tx:
+            row = tx.execute(
+                "select status, shards, batch_ids from cycles where cycle_at = %(at)s", key
             ).fetchone()
             if row is None:
                 raise RuntimeError(f"cycle {at.isoformat()} was not begun; run its begin task first")
             status, shards, batch_ids = row
             if status == "decided":
                 log.info("cycle %s is already decided: shard %s has nothing to do", at.isoformat(), shard)
-                raw.rollback()
                 return None
-            # heartbeat in a transaction of its own: holding the cycle's row lock while deciding
-            # would make the shards of a cycle wait for one another
-            raw.execute("update cycles set heartbeat_at = now() where cycle_at = %s", (at,))
-            raw.commit()
-            _candidates_view(raw, list(batch_ids))
-            eng = CycleEngine(conn, at, policy, campaigns, live=True)
+            tx.execute("update cycles set heartbeat_at = now() where cycle_at = %(at)s", key)
+        with transaction(conn) as tx:
+            _candidates_view(tx, list(batch_ids))
+            eng = CycleEngine(tx.conn, at, policy, campaigns, live=True)
             stats = eng.decide_shard(shard, shards, count=False)
             started = time.perf_counter()
-            # the shard's decisions and outbox rows, replacing a previous try's; the outbox rows
-            # stay invisible to delivery (and to other cycles' history) until commit_cycle marks
-            # the cycle decided
-            raw.execute("delete from cycle_decisions where cycle_at = %s and shard = %s", (at, shard))
-            raw.execute("delete from messages where cycle_at = %s and shard = %s", (at, shard))
+            # the outbox rows stay invisible to delivery (and to other cycles' history) until
+            # commit_cycle marks the cycle decided
+            tx.execute("delete from cycle_decisions where cycle_at = %(at)s and shard = %(shard)s", key)
+            tx.execute("delete from messages where cycle_at = %(at)s and shard = %(shard)s", key)
 
             def store_decisions() -> int:
                 return int(
-                    raw.execute(
+                    tx.execute(
                         "insert into cycle_decisions (cycle_at, customer_id, campaign_id, shard, batch_id, seq, priority,"
                         " score, channel, send_at, channels, outcomes, reasons)"
-                        " select %s, customer_id, campaign_id, %s, batch_id, seq, priority, score, channel, send_at,"
-                        " channels, outcomes, reasons from _dec order by customer_id",  # in index order
-                        (at, shard),
+                        " select %(at)s, customer_id, campaign_id, %(shard)s, batch_id, seq, priority, score, channel,"
+                        " send_at, channels, outcomes, reasons from _dec order by customer_id",  # in index order
+                        key,
                     ).rowcount
                 )
 
             def store_outbox() -> int:
                 return int(
-                    raw.execute(
+                    tx.execute(
                         "insert into messages (cycle_at, customer_id, campaign_id, channel, tags, counts_toward_caps,"
                         " send_at, shard, status, batch_id, seq)"
-                        " select %s, s.customer_id, s.campaign_id, s.channel, k.tags, k.counts, s.send_at, %s,"
-                        f" 'pending', s.batch_id, s.seq from ({eng.selected_sql()}) s"
+                        " select %(at)s, s.customer_id, s.campaign_id, s.channel, k.tags, k.counts, s.send_at,"
+                        f" %(shard)s, %(pending)s, s.batch_id, s.seq from ({eng.selected_sql()}) s"
                         " join _campaigns k on k.campaign_id = s.campaign_id"
                         " order by s.customer_id, s.campaign_id, s.channel",  # in the unique index's order
-                        (at, shard),
+                        {**key, "pending": MessageStatus.PENDING},
                     ).rowcount
                 )
 
@@ -304,10 +297,10 @@ def decide_shard(
             ]
             # a cycle decided meanwhile keeps what it decided (its outbox exists): the update waits
             # for a commit in progress and then finds the cycle decided
-            mine = raw.execute(
-                "update cycles set shard_outcomes = shard_outcomes || jsonb_build_object(%s::text, %s::jsonb)"
-                " where cycle_at = %s and status <> 'decided' returning 1",
-                (str(shard), Jsonb(rows), at),
+            mine = tx.execute(
+                "update cycles set shard_outcomes = shard_outcomes || jsonb_build_object(%(shard_key)s::text,"
+                " %(rows)s::jsonb) where cycle_at = %(at)s and status <> 'decided' returning 1",
+                {**key, "shard_key": str(shard), "rows": Jsonb(rows)},
             ).fetchone()
             if mine is None:
                 log.info(
@@ -315,16 +308,12 @@ def decide_shard(
                     at.isoformat(),
                     shard,
                 )
-                raw.rollback()
+                tx.rollback()
                 return None
             eng.drop_work()
-            raw.commit()
-            stats.timings["summary, commit"] = time.perf_counter() - started
-            eng.log_stats(stats, shards)
-            return stats
-        except BaseException:
-            raw.rollback()
-            raise
+        stats.timings["summary, commit"] = time.perf_counter() - started
+        eng.log_stats(stats, shards)
+        return stats
 
 
 @dataclass
@@ -341,78 +330,75 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
     """Atomically publish cycle ``at``: decided batches, summary, status (and with it the outbox
     rows its shards wrote).  ``policy`` and ``campaigns`` are those the shards decided with."""
     del policy, campaigns  # the shards stored everything; kept for the callers' symmetry
-    with engine.connect() as conn:
-        raw = driver_connection(conn)
-        try:
-            raw.execute("select pg_advisory_xact_lock(%s)", (TOKEN_LOCK,))
-            row = raw.execute(
-                "select status, shards, batch_ids from cycles where cycle_at = %s for update", (at,)
-            ).fetchone()
-            if row is None:
-                raise RuntimeError(f"cycle {at.isoformat()} was not begun")
-            status, shards, batch_ids = row
-            if status == "decided":
-                raw.rollback()
-                return CommitResult(at, True)
-            done = {
-                int(s)
-                for (s,) in raw.execute(
-                    "select jsonb_object_keys(shard_outcomes) from cycles where cycle_at = %s", (at,)
+    key = {"at": at}
+    with transaction(engine) as tx:
+        tx.execute("select pg_advisory_xact_lock(%(k)s)", {"k": TOKEN_LOCK})
+        row = tx.execute(
+            "select status, shards, batch_ids from cycles where cycle_at = %(at)s for update", key
+        ).fetchone()
+        if row is None:
+            raise RuntimeError(f"cycle {at.isoformat()} was not begun")
+        status, shards, batch_ids = row
+        if status == "decided":
+            return CommitResult(at, True)
+        batches = {**key, "batches": list(batch_ids), "shards": shards}
+        done = {
+            int(s)
+            for (s,) in tx.execute(
+                "select jsonb_object_keys(shard_outcomes) from cycles where cycle_at = %(at)s", key
+            ).fetchall()
+        }
+        has_candidates = bool(
+            tx.execute(
+                "select exists (select 1 from candidates where batch_id = any(%(batches)s))", batches
+            ).fetchone()[0]
+        )
+        missing = sorted(set(range(shards)) - done)
+        if missing and has_candidates:
+            # an empty shard writes no rows; only complain when some shard's people exist
+            present = {
+                s
+                for (s,) in tx.execute(
+                    "select distinct baton_shard(customer_id, %(shards)s) from candidates"
+                    " where batch_id = any(%(batches)s)",
+                    batches,
                 ).fetchall()
             }
-            has_candidates = bool(
-                raw.execute(
-                    "select exists (select 1 from candidates where batch_id = any(%s))", (list(batch_ids),)
-                ).fetchone()[0]
-            )
-            missing = sorted(set(range(shards)) - done)
-            if missing and has_candidates:
-                # an empty shard writes no rows; only complain when some shard's people exist
-                present = {
-                    s
-                    for (s,) in raw.execute(
-                        "select distinct baton_shard(customer_id, %s) from candidates where batch_id = any(%s)",
-                        (shards, list(batch_ids)),
-                    ).fetchall()
-                }
-                undecided = sorted(present - done)
-                if undecided:
-                    raise RuntimeError(
-                        f"cycle {at.isoformat()}: shard(s) {undecided} have not decided yet"
-                        " (if their decide_shard tasks succeeded, e.g. before a `baton db upgrade`"
-                        " reset them, clear those tasks of this run so they decide again)"
-                    )
-            raw.execute(
-                "update candidate_batches set decided_cycle_at = %s, status = 'decided' where batch_id = any(%s)",
-                (at, list(batch_ids)),
-            )
-            raw.execute("delete from cycle_outcomes where cycle_at = %s", (at,))
-            # the summary: the shards counted their decisions as they stored them
-            raw.execute(
-                "insert into cycle_outcomes (cycle_at, campaign_id, channel, outcome, reason, n)"
-                " select c.cycle_at, x.campaign_id, x.channel, x.outcome, x.reason, sum(x.n)"
-                " from cycles c cross join jsonb_each(c.shard_outcomes) s(shard, rows)"
-                " cross join jsonb_to_recordset(s.rows) x(campaign_id text, channel text, outcome text, reason text,"
-                " n int) where c.cycle_at = %s and s.shard::int < %s group by 1, 2, 3, 4, 5",
-                (at, shards),
-            )
-            outcomes = dict(
-                raw.execute(
-                    "select outcome, sum(n)::int from cycle_outcomes where cycle_at = %s group by outcome",
-                    (at,),
-                ).fetchall()
-            )
-            total = sum(outcomes.values())
-            selected = messages = outcomes.get("selected", 0)  # each shard wrote one outbox row per selection
-            raw.execute(
-                "update cycles set status = 'decided', decided_at = now(), alternatives = %s, selected = %s"
-                " where cycle_at = %s",
-                (total, selected, at),
-            )
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
+            undecided = sorted(present - done)
+            if undecided:
+                raise RuntimeError(
+                    f"cycle {at.isoformat()}: shard(s) {undecided} have not decided yet"
+                    " (if their decide_shard tasks succeeded, e.g. before a `baton db upgrade`"
+                    " reset them, clear those tasks of this run so they decide again)"
+                )
+        tx.execute(
+            "update candidate_batches set decided_cycle_at = %(at)s, status = 'decided'"
+            " where batch_id = any(%(batches)s)",
+            batches,
+        )
+        tx.execute("delete from cycle_outcomes where cycle_at = %(at)s", key)
+        # the summary: the shards counted their decisions as they stored them
+        tx.execute(
+            "insert into cycle_outcomes (cycle_at, campaign_id, channel, outcome, reason, n)"
+            " select c.cycle_at, x.campaign_id, x.channel, x.outcome, x.reason, sum(x.n)"
+            " from cycles c cross join jsonb_each(c.shard_outcomes) s(shard, rows)"
+            " cross join jsonb_to_recordset(s.rows) x(campaign_id text, channel text, outcome text, reason text,"
+            " n int) where c.cycle_at = %(at)s and s.shard::int < %(shards)s group by 1, 2, 3, 4, 5",
+            batches,
+        )
+        outcomes = dict(
+            tx.execute(
+                "select outcome, sum(n)::int from cycle_outcomes where cycle_at = %(at)s group by outcome",
+                key,
+            ).fetchall()
+        )
+        total = sum(outcomes.values())
+        selected = messages = outcomes.get("selected", 0)  # each shard wrote one outbox row per selection
+        tx.execute(
+            "update cycles set status = 'decided', decided_at = now(), alternatives = %(total)s,"
+            " selected = %(selected)s where cycle_at = %(at)s",
+            {**key, "total": total, "selected": selected},
+        )
     log.info(
         "cycle %s committed: %d alternatives, %d selected, %d outbox messages; %s",
         at.isoformat(),

@@ -40,10 +40,11 @@ from baton.spec import Campaign, Category, Channel, ConsentMode, Policy
 from baton.store.raw import driver_connection
 from baton.store.shards import bucket_sql
 from baton.store.shards import predicate as shard_predicate
+from baton.store.status import MessageStatus, sql_in
 
 log = logging.getLogger(__name__)
 
-NOT_COUNTING = "('cancelled', 'expired', 'failed')"
+NOT_COUNTING = sql_in(MessageStatus.CANCELLED, MessageStatus.EXPIRED, MessageStatus.FAILED)
 
 #: One letter per outcome: how ``cycle_decisions.outcomes`` spells the alternatives' outcomes
 #: (one letter each, in the campaign's channel order) — a few bytes per row instead of an
@@ -469,8 +470,9 @@ class CycleEngine:
             where.append(shard_predicate("h.bucket", shard, shards))
         if self.live:
             pending = self._raw.execute(
-                "select coalesce(array_agg(cycle_at), '{}') from cycles where status <> 'decided' and cycle_at <> %s",
-                (self.at,),
+                "select coalesce(array_agg(cycle_at), '{}') from cycles where status <> 'decided'"
+                " and cycle_at <> %(at)s",
+                {"at": self.at},
             ).fetchone()[0]
             if pending:
                 where.append(f"h.cycle_at <> all({self.lit(list(pending))}::timestamptz[])")

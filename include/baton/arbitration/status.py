@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from baton.store.status import DUE, sql_in
+
 
 @dataclass(frozen=True)
 class StrandedBatch:
@@ -77,7 +79,7 @@ def read_status(engine: Engine, *, cycles: int = 10) -> Status:
         outbox = conn.execute(
             sa.text(
                 "select channel, status, count(*)::bigint as n from messages"
-                " where status in ('pending', 'sending') or updated_at > now() - interval '24 hours'"
+                f" where status in {sql_in(*DUE)} or updated_at > now() - interval '24 hours'"
                 " group by channel, status order by channel, status"
             )
         ).all()

@@ -22,6 +22,7 @@ from baton.audience.render import render_audience_sql
 from baton.errors import AudienceError
 from baton.spec import Campaign
 from baton.store.shards import bucket_sql
+from baton.store.tx import transaction
 
 log = logging.getLogger(__name__)
 
@@ -68,81 +69,82 @@ def load_batch(
     )
     expires_at = cycle_at + campaign.expires_after
     channels = [c.value for c in campaign.channels]
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cur:  # type: ignore[attr-defined]
-            cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"baton:batch:{campaign.id}",))
-            cur.execute(
-                "select batch_id, decided_cycle_at from candidate_batches"
-                " where campaign_id = %s and cycle_at = %s and data_interval_start = %s for update",
-                (campaign.id, cycle_at, data_interval_start),
+    with transaction(engine) as tx:
+        tx.execute("select pg_advisory_xact_lock(hashtext(%(key)s))", {"key": f"baton:batch:{campaign.id}"})
+        existing = tx.execute(
+            "select batch_id, decided_cycle_at from candidate_batches"
+            " where campaign_id = %(campaign)s and cycle_at = %(cycle)s and data_interval_start = %(start)s"
+            " for update",
+            {"campaign": campaign.id, "cycle": cycle_at, "start": data_interval_start},
+        ).fetchone()
+        if existing is not None and existing[1] is not None:
+            tx.rollback()
+            log.warning(
+                "batch %s of campaign %s for cycle %s was already decided in cycle %s; "
+                "a rerun does not change decided batches",
+                existing[0],
+                campaign.id,
+                cycle_at.isoformat(),
+                existing[1].isoformat(),
             )
-            existing = cur.fetchone()
-            if existing is not None and existing[1] is not None:
-                raw.rollback()
-                log.warning(
-                    "batch %s of campaign %s for cycle %s was already decided in cycle %s; "
-                    "a rerun does not change decided batches",
-                    existing[0],
-                    campaign.id,
-                    cycle_at.isoformat(),
-                    existing[1].isoformat(),
-                )
-                return BatchResult(campaign.id, cycle_at, existing[0], -1, False, already_decided=True)
-            # shape check first: a clear error beats a failed insert
-            try:
-                cur.execute(f"select * from ({rendered.sql}) q limit 0", rendered.params)
-            except Exception as exc:
-                raise AudienceError(f"{src}: the audience query failed: {_pg_message(exc)}") from exc
-            shape = list(cur.description or [])
-            columns = [d.name for d in shape]
-            if "customer_id" not in columns:
-                raise AudienceError(
-                    f"{src}: the audience query must return a customer_id column (it returned: {', '.join(columns)})"
-                )
-            cur.execute(
-                "insert into candidate_batches as b (campaign_id, cycle_at, data_interval_start, data_interval_end,"
-                " status, row_count, run_id, loaded_at) values (%s, %s, %s, %s, 'ready', 0, %s, now())"
-                " on conflict (campaign_id, cycle_at, data_interval_start) do update set"
-                " data_interval_end = excluded.data_interval_end, run_id = excluded.run_id, loaded_at = now()"
-                " returning batch_id",
-                (campaign.id, cycle_at, data_interval_start, data_interval_end, run_id),
+            return BatchResult(campaign.id, cycle_at, existing[0], -1, False, already_decided=True)
+        # shape check first: a clear error beats a failed insert
+        try:
+            cur = tx.execute(f"select * from ({rendered.sql}) q limit 0", rendered.params)
+        except Exception as exc:
+            raise AudienceError(f"{src}: the audience query failed: {_pg_message(exc)}") from exc
+        shape = list(cur.description or [])
+        columns = [d.name for d in shape]
+        if "customer_id" not in columns:
+            raise AudienceError(
+                f"{src}: the audience query must return a customer_id column (it returned: {', '.join(columns)})"
             )
-            row = cur.fetchone()
-            assert row is not None
-            batch_id = int(row[0])
-            cur.execute("delete from candidates where batch_id = %s", (batch_id,))
-            replaced = cur.rowcount > 0 or existing is not None
-            params = dict(rendered.params)
-            params.update({"_batch": batch_id, "_exp": expires_at})
-            try:
-                cur.execute(_insert_sql(rendered.sql, shape), params)
-            except Exception as exc:
-                raise AudienceError(f"{src}: loading the audience rows failed: {_pg_message(exc)}") from exc
-            count = cur.rowcount
-            cur.execute(
-                "select count(*) filter (where customer_id is null),"
-                " array_agg(distinct channel) filter (where channel is not null and channel <> all(%s))"
-                " from candidates where batch_id = %s",
-                (channels, batch_id),
+        row = tx.execute(
+            "insert into candidate_batches as b (campaign_id, cycle_at, data_interval_start, data_interval_end,"
+            " status, row_count, run_id, loaded_at)"
+            " values (%(campaign)s, %(cycle)s, %(start)s, %(end)s, 'ready', 0, %(run)s, now())"
+            " on conflict (campaign_id, cycle_at, data_interval_start) do update set"
+            " data_interval_end = excluded.data_interval_end, run_id = excluded.run_id, loaded_at = now()"
+            " returning batch_id",
+            {
+                "campaign": campaign.id,
+                "cycle": cycle_at,
+                "start": data_interval_start,
+                "end": data_interval_end,
+                "run": run_id,
+            },
+        ).fetchone()
+        assert row is not None
+        batch_id = int(row[0])
+        deleted = tx.execute(
+            "delete from candidates where batch_id = %(batch)s", {"batch": batch_id}
+        ).rowcount
+        replaced = deleted > 0 or existing is not None
+        params = dict(rendered.params)
+        params.update({"_batch": batch_id, "_exp": expires_at})
+        try:
+            count = tx.execute(_insert_sql(rendered.sql, shape), params).rowcount
+        except Exception as exc:
+            raise AudienceError(f"{src}: loading the audience rows failed: {_pg_message(exc)}") from exc
+        nulls, bad_channels = tx.execute(
+            "select count(*) filter (where customer_id is null),"
+            " array_agg(distinct channel) filter (where channel is not null and channel <> all(%(channels)s))"
+            " from candidates where batch_id = %(batch)s",
+            {"channels": channels, "batch": batch_id},
+        ).fetchone()
+        if nulls:
+            raise AudienceError(
+                f"{src}: {nulls} row(s) have an empty customer_id; filter them out in the query"
             )
-            nulls, bad_channels = cur.fetchone()
-            if nulls:
-                raise AudienceError(
-                    f"{src}: {nulls} row(s) have an empty customer_id; filter them out in the query"
-                )
-            if bad_channels:
-                raise AudienceError(
-                    f"{src}: rows name channel(s) {', '.join(sorted(bad_channels))} that the campaign does not have"
-                    f" (its channels: {', '.join(channels)})"
-                )
-            cur.execute("update candidate_batches set row_count = %s where batch_id = %s", (count, batch_id))
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
+        if bad_channels:
+            raise AudienceError(
+                f"{src}: rows name channel(s) {', '.join(sorted(bad_channels))} that the campaign does not have"
+                f" (its channels: {', '.join(channels)})"
+            )
+        tx.execute(
+            "update candidate_batches set row_count = %(count)s where batch_id = %(batch)s",
+            {"count": count, "batch": batch_id},
+        )
     log.info(
         "campaign %s: batch %s for cycle %s %s with %d candidate rows",
         campaign.id,

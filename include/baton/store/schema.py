@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from baton.store.shards import bucket_sql
+from baton.store.status import DUE, MessageStatus, sql_in
 
 metadata = sa.MetaData()
 
@@ -230,10 +231,15 @@ messages = sa.Table(
     sa.Column("counts_toward_caps", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("send_at", TS, nullable=False),
     sa.Column("shard", sa.SmallInteger, nullable=False, server_default="0"),
-    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("status", sa.Text, nullable=False, server_default=MessageStatus.PENDING.value),
     sa.Column("payload", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lease_until", TS),
+    sa.Column(
+        "lease_owner",
+        sa.Integer,
+        comment="server pid of the delivery session holding the lease: once it has ended, the lease is void",
+    ),
     sa.Column("provider_id", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("sent_at", TS),
@@ -249,14 +255,9 @@ messages = sa.Table(
     # cycle first: a cycle's outbox rows go to the end of the index (arbitration reads the
     # history by scanning, per shard, not per person)
     sa.UniqueConstraint("cycle_at", "customer_id", "campaign_id", "channel", name="uq_messages_decision"),
-    sa.CheckConstraint(
-        "status in ('pending', 'sending', 'sent', 'failed', 'expired', 'cancelled')",
-        name="ck_messages_status",
-    ),
+    sa.CheckConstraint(f"status in {sql_in(*MessageStatus)}", name="ck_messages_status"),
     # delivery claims per channel in send_at order (its shards split by the person's hash)
-    sa.Index(
-        "ix_messages_due", "channel", "send_at", postgresql_where=sa.text("status in ('pending', 'sending')")
-    ),
+    sa.Index("ix_messages_due", "channel", "send_at", postgresql_where=sa.text(f"status in {sql_in(*DUE)}")),
 )
 
 message_events = sa.Table(
