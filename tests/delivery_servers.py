@@ -21,13 +21,14 @@ from typing import Any
 
 import pytest
 
-from baton.delivery.base import OutboundMessage, Recipient
+from baton.delivery.base import ChannelAdapter, OutboundMessage, Outcome, Recipient
 from baton_dev.sinks import ProviderEmulator, SmtpSink
 
 __all__ = [
     "free_port",
     "make_message",
     "make_recipient",
+    "outcomes",
     "provider",
     "self_signed_cert",
     "smtp_sink",
@@ -95,6 +96,17 @@ def make_message(
     """A rendered message of *channel* (default content per channel, overridden by *content*)."""
     body = {**_CONTENT[channel], **content}
     return OutboundMessage(message_id, channel, campaign_id, recipient or make_recipient(), body)
+
+
+def outcomes(adapter: ChannelAdapter, msgs: list[OutboundMessage], **kw: Any) -> list[Outcome]:
+    """Run the adapter's batch path and return one outcome per message, in the order of *msgs*
+    (the generator yields them as they complete; every message must get exactly one)."""
+    got: list[Outcome | None] = [None] * len(msgs)
+    for msg, outcome in adapter.send_batch(msgs, **kw):
+        i = next(i for i, m in enumerate(msgs) if m is msg and got[i] is None)
+        got[i] = outcome
+    assert all(o is not None for o in got), "the batch gave no outcome for some message"
+    return [o for o in got if o is not None]
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:

@@ -4,8 +4,10 @@
   a ``mailbox.Maildir`` and counts messages per ``Message-ID`` and SMTP sessions (TCP
   connections).  Knobs (attributes, changeable while it runs): ``reject`` (addresses
   answered ``550``), ``tempfail`` (answered ``451``), ``close_after`` (messages per
-  session before it answers ``421`` and hangs up), optional ``auth`` (login, password)
-  and ``tls_context`` (offers STARTTLS).
+  session before it answers ``421`` and hangs up), ``hang_after`` (messages accepted
+  before the server stops answering: it keeps the connection open and never replies to
+  the next ``MAIL``, like a server that has wedged; ``stalled`` counts those commands),
+  optional ``auth`` (login, password) and ``tls_context`` (offers STARTTLS).
 * :class:`ProviderEmulator` — a threaded HTTP server speaking the request shapes of
   Twilio's Messages API (SMS) and FCM HTTP v1 (push): it checks credentials and
   fields, answers like the providers, records accepted messages once per idempotency
@@ -23,6 +25,7 @@ port 0 picks a free port (read ``.port`` after start).  ``connection()`` gives t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -89,6 +92,8 @@ class _SinkSMTP(SMTP):
         self.messages_in_session = 0
 
     async def smtp_MAIL(self, arg: str) -> None:
+        if self.sink._stall():
+            await asyncio.Event().wait()  # never answers; cancelled when the sink stops
         limit = self.sink.close_after
         if limit and self.messages_in_session >= limit:
             await self.push("421 4.7.0 Too many messages in this session, closing connection")
@@ -163,6 +168,7 @@ class SmtpSink(_Server):
         reject: Iterable[str] = (),
         tempfail: Iterable[str] = (),
         close_after: int | None = None,
+        hang_after: int | None = None,
         auth: tuple[str, str] | None = None,
         tls_context: ssl.SSLContext | None = None,
         pipelining: bool = True,
@@ -174,6 +180,8 @@ class SmtpSink(_Server):
         self.reject: set[str] = set(reject)
         self.tempfail: set[str] = set(tempfail)
         self.close_after = close_after
+        self.hang_after = hang_after
+        self.stalled = 0
         self.auth = auth
         self.tls_context = tls_context
         self.counts: Counter[str] = Counter()
@@ -184,6 +192,14 @@ class SmtpSink(_Server):
         self._controller: _SinkController | None = None
 
     # called from the server's event loop thread
+    def _stall(self) -> bool:
+        """Whether the next command goes unanswered (``hang_after`` messages were accepted); counts it."""
+        with self._lock:
+            if self.hang_after is None or self.received < self.hang_after:
+                return False
+            self.stalled += 1
+            return True
+
     def _count_session(self) -> None:
         with self._lock:
             self.sessions += 1
@@ -254,6 +270,7 @@ class SmtpSink(_Server):
             self.counts.clear()
             self.sessions = 0
             self.received = 0
+            self.stalled = 0
 
     @property
     def duplicates(self) -> int:

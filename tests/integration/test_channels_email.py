@@ -12,7 +12,14 @@ from baton.delivery.base import ConnectionInfo
 from baton.delivery.channels.email import EmailAdapter, split_address
 from baton.errors import TerminalDeliveryError, TransientDeliveryError
 from baton_dev.sinks import SmtpSink
-from delivery_servers import free_port, make_message, make_recipient, self_signed_cert, server_tls_context
+from delivery_servers import (
+    free_port,
+    make_message,
+    make_recipient,
+    outcomes,
+    self_signed_cert,
+    server_tls_context,
+)
 
 pytestmark = pytest.mark.integration
 smtp_sink = delivery_servers.smtp_sink  # fixture
@@ -75,7 +82,7 @@ def test_headers_message_id_and_one_click_unsubscribe(smtp_sink: SmtpSink) -> No
 def test_one_connection_for_a_batch(smtp_sink: SmtpSink) -> None:
     msgs = [make_message(i) for i in range(1, 6)]
     with _adapter(smtp_sink) as adapter:
-        results = adapter.send_batch(msgs)
+        results = outcomes(adapter, msgs)
     assert [r.message_id for r in results if isinstance(r, SendResult)] == [1, 2, 3, 4, 5]
     assert smtp_sink.sessions == 1
     assert smtp_sink.received == 5 and smtp_sink.duplicates == 0
@@ -83,14 +90,14 @@ def test_one_connection_for_a_batch(smtp_sink: SmtpSink) -> None:
 
 def test_works_without_pipelining(tmp_path: Path) -> None:
     with SmtpSink(maildir=tmp_path / "md", pipelining=False) as sink, _adapter(sink) as adapter:
-        assert all(isinstance(r, SendResult) for r in adapter.send_batch([make_message(1), make_message(2)]))
+        assert all(isinstance(r, SendResult) for r in outcomes(adapter, [make_message(1), make_message(2)]))
         assert sink.received == 2 and sink.sessions == 1
 
 
 def test_reconnects_when_the_server_ends_the_session(smtp_sink: SmtpSink) -> None:
     smtp_sink.close_after = 2  # 421 and hang up on the third MAIL of a session
     with _adapter(smtp_sink) as adapter:
-        results = adapter.send_batch([make_message(i) for i in range(1, 6)])
+        results = outcomes(adapter, [make_message(i) for i in range(1, 6)])
     assert all(isinstance(r, SendResult) for r in results)
     assert smtp_sink.sessions == 3
     assert smtp_sink.received == 5 and smtp_sink.duplicates == 0
@@ -104,7 +111,7 @@ def test_550_is_terminal_and_the_batch_goes_on(smtp_sink: SmtpSink) -> None:
         make_message(3),
     ]
     with _adapter(smtp_sink) as adapter:
-        ok1, rejected, ok3 = adapter.send_batch(msgs)
+        ok1, rejected, ok3 = outcomes(adapter, msgs)
     assert isinstance(ok1, SendResult) and isinstance(ok3, SendResult)
     assert isinstance(rejected, RecipientRejectedError) and isinstance(rejected, TerminalDeliveryError)
     assert "550" in str(rejected) and rejected.address == "gone@example.com"

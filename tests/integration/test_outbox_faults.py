@@ -167,6 +167,58 @@ def test_sigkill_mid_batch_then_retry_delivers_every_message(fresh_store: Engine
         assert sink.duplicates <= 1, sink.duplicates  # at most the one in flight at the kill
 
 
+def test_a_dead_workers_leases_are_void_at_once(fresh_store: Engine, tmp_path: Path) -> None:
+    """A worker SIGKILLed mid-batch leaves rows ``sending``; once its database session has ended,
+    the next worker takes them at once — without waiting for the lease to run out."""
+    ids = fill(fresh_store, 120, "email")
+    with SmtpSink(maildir=tmp_path / "maildir") as sink:
+        code = WORKER.format(
+            tests=str(ROOT / "tests" / "integration"),
+            templates=str(tmp_path),
+            channel="email",
+            conn=dict(sink.connection().__dict__),
+            url=fresh_store.url.render_as_string(hide_password=False),
+        )
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "dev"), str(ROOT / "tests")]),
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+        assert proc.stdout is not None
+        sent_lines = 0
+        deadline = time.monotonic() + 60
+        while sent_lines < 10 and time.monotonic() < deadline:
+            if proc.stdout.readline().startswith("sent"):
+                sent_lines += 1
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        alive = sa.text(
+            "select count(*) from messages m join pg_stat_activity a on a.pid = m.lease_owner"
+            " where m.status = 'sending'"
+        )
+        with fresh_store.connect() as conn:
+            leased = conn.execute(sa.text("select count(*) from messages where status = 'sending'")).scalar()
+            deadline = time.monotonic() + 20
+            while conn.execute(alive).scalar() and time.monotonic() < deadline:  # the server notices the EOF
+                conn.rollback()
+                time.sleep(0.05)
+        assert leased, "killed mid-batch: leased rows"
+        stats = deliver_shard(  # now, not after the 5-minute lease
+            fresh_store,
+            channel="email",
+            shard=0,
+            shards=1,
+            campaigns={"promo": campaign(["email"])},
+            adapter=adapter_for("email", sink.connection()),
+            templates_dir=tmp_path,
+            settings=settings(),
+        )
+        assert stats.claimed >= leased
+        assert statuses(fresh_store) == {"sent": len(ids)}
+        assert {int(m.split("-")[1].split("@")[0]) for m in sink.counts} == set(ids)
+        assert sink.duplicates <= 1  # at most the one in flight at the kill
+
+
 def test_sigkill_sms_worker_provider_keeps_one_copy(fresh_store: Engine, tmp_path: Path) -> None:
     """SMS outcomes are recorded in groups (Twilio deduplicates by our idempotency key): after a
     kill, the retry re-sends the unrecorded group under the same keys and the provider keeps one."""
@@ -222,7 +274,9 @@ def test_flaky_provider_every_message_exactly_once(fresh_store: Engine, tmp_path
                 campaigns={"promo": campaign(["sms"])},
                 adapter=adapter,
                 templates_dir=tmp_path,
-                settings=settings(max_attempts=50),
+                # the batch path stops a batch after 3 consecutive failures, so some messages wait a
+                # pass or two more: the simulated clock must not cross max_send_delay meanwhile
+                settings=settings(max_attempts=50, max_send_delay=timedelta(days=1)),
                 now_fn=lambda: clock[0],
             )
             if statuses(fresh_store) == {"sent": len(ids)}:

@@ -14,7 +14,7 @@ from baton.delivery.base import ConnectionInfo, batch_id
 from baton.delivery.channels.audience import AudienceAdapter, hashed_identifiers, list_folder, sha256_hex
 from baton.delivery.channels.direct_mail import DirectMailAdapter
 from baton.errors import ConfigError, TerminalDeliveryError, TransientDeliveryError
-from delivery_servers import make_message, make_recipient
+from delivery_servers import make_message, make_recipient, outcomes
 
 pytestmark = pytest.mark.unit
 
@@ -43,7 +43,7 @@ def test_audience_csv_one_file_per_list_and_batch(tmp_path: Path) -> None:
         make_message(1, "audience", recipient=make_recipient(email=None, phone="+1 555 010 0001")),
         make_message(2, "audience", list="Lapsed buyers/2026"),
     ]
-    results = AudienceAdapter(CONN, base_path=tmp_path).send_batch(msgs)
+    results = outcomes(AudienceAdapter(CONN, base_path=tmp_path), msgs)
     cart = f"audiences/cart_abandoners/{batch_id([1, 3])}.csv"
     lapsed = f"audiences/Lapsed_buyers_2026/{batch_id([2])}.csv"
     assert results == [SendResult(3, cart), SendResult(1, cart), SendResult(2, lapsed)]
@@ -61,8 +61,8 @@ def test_audience_csv_one_file_per_list_and_batch(tmp_path: Path) -> None:
 def test_audience_resend_rewrites_the_same_file(tmp_path: Path) -> None:
     adapter = AudienceAdapter(CONN, base_path=tmp_path)
     msgs = [make_message(i, "audience") for i in (5, 4)]
-    first = adapter.send_batch(msgs)
-    again = adapter.send_batch(list(reversed(msgs)))
+    first = outcomes(adapter, msgs)
+    again = outcomes(adapter, list(reversed(msgs)))
     assert {r.provider_id for r in first if isinstance(r, SendResult)} == {
         r.provider_id for r in again if isinstance(r, SendResult)
     }
@@ -73,7 +73,7 @@ def test_audience_unreachable_and_bad_list_are_terminal(tmp_path: Path) -> None:
     nobody = make_message(1, "audience", recipient=make_recipient(email=None, phone="12"))
     bad_list = make_message(2, "audience", list=" ../.. ")
     ok = make_message(3, "audience")
-    r1, r2, r3 = AudienceAdapter(CONN, base_path=tmp_path).send_batch([nobody, bad_list, ok])
+    r1, r2, r3 = outcomes(AudienceAdapter(CONN, base_path=tmp_path), [nobody, bad_list, ok])
     assert isinstance(r1, TerminalDeliveryError) and "no valid email or E.164 phone" in str(r1)
     assert isinstance(r2, TerminalDeliveryError) and "list name" in str(r2)
     assert isinstance(r3, SendResult)
@@ -85,15 +85,16 @@ def test_audience_unreachable_and_bad_list_are_terminal(tmp_path: Path) -> None:
 def test_object_storage_path_is_written_directly() -> None:
     upath = pytest.importorskip("upath")
     root = upath.UPath(f"memory:///baton-test-{uuid.uuid4().hex}")
-    [result] = AudienceAdapter(CONN, base_path=root).send_batch([make_message(9, "audience")])
+    [result] = outcomes(AudienceAdapter(CONN, base_path=root), [make_message(9, "audience")])
     assert isinstance(result, SendResult) and result.provider_id is not None
     assert (root / result.provider_id).read_bytes().startswith(b"email_sha256,phone_sha256\r\n")
 
 
 def test_write_failure_is_transient_for_the_whole_file(tmp_path: Path) -> None:
     (tmp_path / "direct_mail").write_text("a file where the folder should be")
-    results = DirectMailAdapter(CONN, base_path=tmp_path).send_batch(
-        [make_message(1, "direct_mail"), make_message(2, "direct_mail")]
+    results = outcomes(
+        DirectMailAdapter(CONN, base_path=tmp_path),
+        [make_message(1, "direct_mail"), make_message(2, "direct_mail")],
     )
     assert all(isinstance(r, TransientDeliveryError) for r in results)
 
@@ -106,7 +107,7 @@ def test_direct_mail_csv(tmp_path: Path) -> None:
         ),
         make_message(13, "direct_mail", recipient=make_recipient(postal_address="  ")),
     ]
-    r11, r12, r13 = adapter_for("direct_mail", CONN, base_path=tmp_path).send_batch(msgs)
+    r11, r12, r13 = outcomes(adapter_for("direct_mail", CONN, base_path=tmp_path), msgs)
     name = f"direct_mail/{batch_id([11, 12])}.csv"
     assert r11 == SendResult(11, name) and r12 == SendResult(12, name)
     assert isinstance(r13, TerminalDeliveryError) and "no postal address" in str(r13)
@@ -129,7 +130,7 @@ def test_direct_mail_csv(tmp_path: Path) -> None:
 
 def test_base_path_from_the_connection(tmp_path: Path) -> None:
     conn = ConnectionInfo("baton_direct_mail", extra={"base_path": f"file://{tmp_path}/out"})
-    [result] = adapter_for("direct_mail", conn).send_batch([make_message(1, "direct_mail")])
+    [result] = outcomes(adapter_for("direct_mail", conn), [make_message(1, "direct_mail")])
     assert isinstance(result, SendResult) and (tmp_path / "out" / str(result.provider_id)).is_file()
     with pytest.raises(ConfigError, match="no base_path"):
         adapter_for("direct_mail", ConnectionInfo("x")).send(make_message(1, "direct_mail"))

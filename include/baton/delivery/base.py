@@ -1,9 +1,10 @@
 """The channel-adapter contract: what a message looks like on its way out, and how a channel sends it.
 
-Every channel (``channels/<name>.py``) is a :class:`ChannelAdapter` subclass with two
-declarative attributes, ``channel`` and ``idempotent_by_key``, built from a
-:class:`ConnectionInfo` (what an Airflow Connection carries; ``baton.airflow`` maps one
-to the other, so secrets only ever come from Airflow Connections).
+Every channel (``channels/<name>.py``) is a :class:`ChannelAdapter` subclass that declares
+what it is — ``channel``, ``idempotent_by_key``, ``writes_files``, ``needs_export_path``,
+``needs_unsubscribe_link``, ``address_field``, the connection extras it reads — and is
+built from a :class:`ConnectionInfo` (what an Airflow Connection carries; ``baton.airflow``
+maps one to the other, so secrets only ever come from Airflow Connections).
 
 An adapter sends one :class:`OutboundMessage` (already rendered) and answers a
 :class:`SendResult`, or raises one of the two delivery errors of ``baton.errors``:
@@ -12,8 +13,9 @@ An adapter sends one :class:`OutboundMessage` (already rendered) and answers a
   connection errors, SMTP 4xx, HTTP 429 and 5xx.  Adapters raise
   :class:`ChannelTransientError`, which adds ``retry_after`` (the provider's hint, in
   seconds), ``attempted`` (False when the message never left: it was skipped because
-  the channel was already failing in this batch) and ``maybe_sent`` (True when the
-  provider may have accepted it: a timeout after the request was written).
+  the channel was already failing in this batch), ``maybe_sent`` (True when the
+  provider may have accepted it: a timeout after the request was written) and
+  ``connection_failed`` (the connection failed, not the message: the batch stops).
 * :class:`~baton.errors.TerminalDeliveryError` — record the reason, never retry:
   invalid addresses (detected without contacting the provider), SMTP 5xx, HTTP 4xx.
   :class:`RecipientRejectedError` marks the ones that mean "this address is dead"
@@ -21,13 +23,15 @@ An adapter sends one :class:`OutboundMessage` (already rendered) and answers a
   channel's suppression list.
 
 Adapters hold a connection across a batch: ``open()``/``close()`` or ``with adapter:``.
-``send_batch`` returns one result or error per message, in order, and never raises a
-:class:`~baton.errors.DeliveryError`.
+:meth:`ChannelAdapter.send_batch` is the one way the outbox sends, for every channel: a
+generator of ``(message, outcome)`` in the order the messages complete, which never
+raises a :class:`~baton.errors.DeliveryError`.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import http.client
 import io
@@ -37,13 +41,14 @@ import os
 import re
 import select
 import ssl
+import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeAlias
 from urllib.parse import urlsplit
 
 from baton.errors import ConfigError, DeliveryError, TerminalDeliveryError, TransientDeliveryError
@@ -181,6 +186,9 @@ class ChannelTransientError(TransientDeliveryError):
     ``maybe_sent``: True when the request reached the provider and the answer was lost
     (a read timeout, a connection dropped after the SMTP DATA): a retry may duplicate
     on a channel that is not ``idempotent_by_key``.
+    ``connection_failed``: True when the connection to the provider failed, not the
+    message (cannot connect, a timeout, the connection lost, authentication refused):
+    every other message of the batch would fail the same way, so the batch stops at once.
     """
 
     def __init__(
@@ -190,11 +198,13 @@ class ChannelTransientError(TransientDeliveryError):
         retry_after: float | None = None,
         attempted: bool = True,
         maybe_sent: bool = False,
+        connection_failed: bool = False,
     ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.attempted = attempted
         self.maybe_sent = maybe_sent
+        self.connection_failed = connection_failed
 
 
 class RecipientRejectedError(TerminalDeliveryError):
@@ -269,33 +279,106 @@ def http_base_url(conn: ConnectionInfo, default: str) -> str:
     return host
 
 
-class ChannelAdapter(ABC):
-    """One channel's way out.  Subclasses set ``channel`` and ``idempotent_by_key`` and implement :meth:`send`.
+Outcome: TypeAlias = SendResult | DeliveryError
+"""What became of one message: the provider took it, or why not."""
 
-    ``idempotent_by_key``: the provider deduplicates on a key derived from the message
-    id (Twilio's idempotency token, a file name), so sending a message twice delivers it
-    once.  When False, a retry after a ``maybe_sent`` failure may deliver a second copy.
+Outcomes: TypeAlias = Generator[tuple[OutboundMessage, Outcome], None, None]
+"""What :meth:`ChannelAdapter.send_batch` yields: each message with its outcome, as it completes."""
+
+ALWAYS_ALLOWED_EXTRAS = frozenset({"fake"})
+"""Extra keys every channel connection may carry: ``fake`` switches it to the fake adapter."""
+
+
+def did_you_mean(key: str, allowed: Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
+    """`` (did you mean 'x'?)`` for a misspelt *key*, or the hint of *aliases* for a key known from elsewhere."""
+    if aliases and key in aliases:
+        return f" ({aliases[key]})"
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    if not close:
+        close = [a for a in sorted(allowed) if a.replace("_", "") == key.replace("_", "").replace("-", "")]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class ChannelAdapter(ABC):
+    """One channel's way out.  A subclass declares what it is and implements :meth:`send`.
+
+    Declared capabilities (class attributes, like dlt's destination capabilities;
+    orchestration reads them instead of testing channel names):
+
+    * ``channel`` — the channel's name (the registry key);
+    * ``idempotent_by_key`` — the provider deduplicates on a key derived from the message
+      id (Twilio's idempotency token, a file name), so sending a message twice delivers it
+      once.  The outbox records the outcomes of such channels in small groups; elsewhere
+      each outcome at once (a retry after a ``maybe_sent`` failure may deliver a copy);
+    * ``writes_files`` — a batch becomes files rather than requests;
+    * ``needs_export_path`` — the adapter wants ``base_path`` (the object-storage folder its
+      files go to) from its caller;
+    * ``needs_unsubscribe_link`` — marketing messages of this channel carry a signed
+      one-click unsubscribe link (the outbox renders ``unsubscribe_url`` for them);
+    * ``address_field`` — the :class:`Recipient` field the channel delivers to (None: the
+      channel matches on several, e.g. hashed audiences), and ``address_case_insensitive``
+      (emails): :meth:`suppression_address` normalises an address accordingly, the way
+      the channel's suppression list stores it;
+    * ``allowed_extras`` — the connection ``extra`` keys the adapter reads; any other key is
+      a ConfigError naming it (a misspelt ``starttls`` must never mean a plaintext session);
+      ``extra_hints`` explains keys known from elsewhere (e.g. the SMTP provider's).
 
     ``batch_stop_after_transient``: in :meth:`send_batch`, after this many consecutive
-    transient failures — or at once when the provider asks to wait (``retry_after``) —
-    the rest of the batch is not attempted (``ChannelTransientError(attempted=False)``),
-    so a channel that is down or throttling costs one timeout, not one per message.
-    0 disables it.
+    per-message transient failures — or at once when the provider asks to wait
+    (``retry_after`` > 0) or the connection itself failed (``connection_failed``) — the rest of
+    the batch is not attempted (``ChannelTransientError(attempted=False)``), so a channel
+    that is down or throttling costs one timeout, not one per message.  0 tries every
+    message whatever the earlier ones answered (a connection failure still stops the batch).
     """
 
     channel: ClassVar[str]
-    idempotent_by_key: ClassVar[bool]
+    idempotent_by_key: bool
+    writes_files: bool = False
+    needs_export_path: bool = False
+    needs_unsubscribe_link: bool = False
+    address_field: str | None = None
+    address_case_insensitive: bool = False
+    allowed_extras: ClassVar[frozenset[str]] = frozenset()
+    extra_hints: ClassVar[Mapping[str, str]] = {}
     batch_stop_after_transient: ClassVar[int] = 3
 
     def __init__(self, conn: ConnectionInfo, *, base_path: Any | None = None) -> None:
         self.conn = conn
         self.base_path = base_path
+        self.check_extras()
+
+    def allowed_extra_keys(self) -> frozenset[str]:
+        """The connection extra keys this adapter accepts."""
+        return self.allowed_extras | ALWAYS_ALLOWED_EXTRAS
+
+    def check_extras(self) -> None:
+        """ConfigError naming the connection and each unknown extra key (with a "did you mean" hint)."""
+        allowed = self.allowed_extra_keys()
+        unknown = sorted(str(k) for k in self.conn.extra if k not in allowed)
+        if not unknown:
+            return
+        what = "; ".join(f"{k!r}{did_you_mean(k, allowed, self.extra_hints)}" for k in unknown)
+        name = getattr(self, "for_channel", None) or self.channel
+        raise ConfigError(
+            f"connection {self.conn.conn_id!r}: unknown extra {what} for the {name} channel; "
+            f"its extras are: {', '.join(sorted(allowed))}. Fix the key in the connection's extra JSON"
+        )
+
+    def suppression_address(self, address: str) -> str:
+        """*address* as the channel's suppression list stores it: trimmed (and lower-cased when
+        ``address_case_insensitive``)."""
+        text = address.strip()
+        return text.lower() if self.address_case_insensitive else text
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Open the connection to the provider (optional: ``send`` opens lazily)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection; the adapter may be opened again."""
+
+    def discard(self) -> None:
+        """Drop the connection without a goodbye (its state is unknown, e.g. after a bug); default :meth:`close`."""
+        self.close()
 
     def __enter__(self) -> Self:
         self.open()
@@ -310,44 +393,62 @@ class ChannelAdapter(ABC):
     def send(self, msg: OutboundMessage) -> SendResult:
         """Hand one message to the provider; raise Transient/TerminalDeliveryError when it does not take it."""
 
-    def send_batch(self, msgs: list[OutboundMessage]) -> list[SendResult | DeliveryError]:
-        """Send each message in order; one :class:`SendResult` or :class:`DeliveryError` per message.
+    def send_batch(self, msgs: Sequence[OutboundMessage], *, interval: float = 0.0) -> Outcomes:
+        """Send a batch, yielding ``(message, outcome)`` as each message completes, in order.
 
-        An unexpected exception (a bug, not a provider's answer) is logged and reported
-        as a transient error for that message, so that the results of the others are
-        never lost.
+        The only way the outbox sends: it records each outcome as it is yielded, so a crash
+        mid-batch never loses or re-sends what was already recorded.  *interval* paces the
+        sends (seconds between the starts of two sends: the channel's rate limit).
+
+        Never raises a :class:`~baton.errors.DeliveryError`.  An unexpected exception while
+        sending one message (a bug, not a provider's answer) is logged with its traceback
+        and yielded as a terminal error for that message naming the exception; the
+        connection is dropped and the rest of the batch goes on.
         """
-        results: list[SendResult | DeliveryError] = []
         consecutive = 0
-        stop: tuple[str, float | None] | None = None
+        stop: ChannelTransientError | None = None
+        started: float | None = None
         for msg in msgs:
             if stop is not None:
-                results.append(ChannelTransientError(stop[0], retry_after=stop[1], attempted=False))
+                yield msg, stop
                 continue
+            if interval > 0 and started is not None:
+                left = interval - (time.perf_counter() - started)
+                if left > 0:
+                    time.sleep(left)
+            started = time.perf_counter()
             try:
-                results.append(self.send(msg))
-                consecutive = 0
-                continue
+                outcome: Outcome = self.send(msg)
             except DeliveryError as exc:
-                err: DeliveryError = exc
+                outcome = exc
             except Exception as exc:
                 log.exception("%s adapter: unexpected error sending message %s", self.channel, msg.message_id)
-                err = ChannelTransientError(f"unexpected {type(exc).__name__}: {exc}", maybe_sent=True)
-            results.append(err)
-            if not isinstance(err, TransientDeliveryError):
+                self.discard()
+                outcome = TerminalDeliveryError(
+                    f"unexpected {type(exc).__name__} in the {self.channel} adapter: {exc} "
+                    "(a bug, not the provider's answer: see the task log for the traceback)"
+                )
+            yield msg, outcome
+            if not isinstance(outcome, TransientDeliveryError):
                 consecutive = 0
                 continue
             consecutive += 1
-            wait = retry_after_of(err)
+            wait = retry_after_of(outcome)
+            down = isinstance(outcome, ChannelTransientError) and outcome.connection_failed
             limit = self.batch_stop_after_transient
-            if limit and (wait is not None or consecutive >= limit):
-                why = (
-                    f"provider asked to retry after {wait:g}s"
-                    if wait is not None
-                    else f"{consecutive} consecutive transient failures"
+            if down or (limit and ((wait is not None and wait > 0) or consecutive >= limit)):
+                if down:
+                    why = "the connection failed"
+                elif wait is not None:
+                    why = f"provider asked to retry after {wait:g}s"
+                else:
+                    why = f"{consecutive} consecutive transient failures"
+                stop = ChannelTransientError(
+                    f"not attempted: {why} earlier in this batch (last: {outcome})",
+                    retry_after=wait,
+                    attempted=False,
+                    connection_failed=down,
                 )
-                stop = (f"not attempted: {why} earlier in this batch (last: {err})", wait)
-        return results
 
 
 @dataclass(frozen=True)
@@ -390,6 +491,7 @@ class HttpChannelAdapter(ChannelAdapter):
     """
 
     default_base_url: ClassVar[str]
+    allowed_extras: ClassVar[frozenset[str]] = frozenset({"timeout", "ca_file"})
 
     def __init__(self, conn: ConnectionInfo, *, base_path: Any | None = None) -> None:
         super().__init__(conn, base_path=base_path)
@@ -444,12 +546,16 @@ class HttpChannelAdapter(ChannelAdapter):
                 conn.connect()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise ChannelTransientError(f"{where}: cannot connect: {_describe_net(exc)}") from exc
+            raise ChannelTransientError(
+                f"{where}: cannot connect: {_describe_net(exc)}", connection_failed=True
+            ) from exc
         try:
             conn.request("POST", self._prefix + path, body=body, headers={**self._headers, **headers})
         except (OSError, http.client.HTTPException) as exc:
             conn.close()  # the request was not written whole: the provider cannot have acted on it
-            raise ChannelTransientError(f"{where}: sending failed: {_describe_net(exc)}") from exc
+            raise ChannelTransientError(
+                f"{where}: sending failed: {_describe_net(exc)}", connection_failed=True
+            ) from exc
         try:
             resp = conn.getresponse()
             content = resp.read()
@@ -458,7 +564,9 @@ class HttpChannelAdapter(ChannelAdapter):
             timed_out = isinstance(exc, TimeoutError)
             what = f"timed out after {self.timeout:g}s waiting for the answer" if timed_out else "no answer"
             raise ChannelTransientError(
-                f"{where}: {what}: {_describe_net(exc)}; the provider may have the message", maybe_sent=True
+                f"{where}: {what}: {_describe_net(exc)}; the provider may have the message",
+                maybe_sent=True,
+                connection_failed=True,
             ) from exc
         if resp.will_close:
             conn.close()
@@ -477,7 +585,8 @@ class HttpChannelAdapter(ChannelAdapter):
         if status in (401, 403):
             return ChannelTransientError(
                 f"HTTP {status} authentication failed: {detail}: check the credentials of connection "
-                f"{self.conn.conn_id!r}"
+                f"{self.conn.conn_id!r}",
+                connection_failed=True,  # every message of the batch would be refused the same way
             )
         if status == 408:
             return ChannelTransientError(f"HTTP 408 request timeout: {detail}", maybe_sent=True)
@@ -554,18 +663,31 @@ class FileChannelAdapter(ChannelAdapter):
     """Common ground of the file channels (audience, direct_mail): one file per batch under ``base_path``.
 
     ``base_path`` is given by the caller (``baton.airflow`` passes an ObjectStoragePath,
-    e.g. ``file:///…`` or ``s3://bucket/prefix``); without it the connection's extra
-    ``base_path`` (a local folder or a ``file://`` URL) is used.  File names derive from
-    the message ids of the batch (:func:`batch_id`): re-sending the same batch rewrites
-    the same file, so the channel is idempotent by file name.  A write failure is
-    transient for every message of the file.
+    e.g. ``file:///…`` or ``s3://bucket/prefix``: the adapter declares
+    ``needs_export_path``); without it the connection's extra ``base_path`` (a local
+    folder or a ``file://`` URL) is used; with neither, building the adapter is a
+    ConfigError.  File names derive from the message ids of the batch (:func:`batch_id`):
+    re-sending the same batch rewrites the same file, so the channel is idempotent by file
+    name.  :meth:`send_batch` yields the messages of a file once it is written; a write
+    failure is transient for every message of the file.  Files are written at once, so the
+    pacing *interval* does not apply (the outbox's rate reservation still spaces batches).
     """
 
-    idempotent_by_key: ClassVar[bool] = True
+    idempotent_by_key: bool = True
+    writes_files: bool = True
+    needs_export_path: bool = True
+    allowed_extras: ClassVar[frozenset[str]] = frozenset({"base_path", "path"})
     batch_stop_after_transient: ClassVar[int] = 0
+
+    def __init__(self, conn: ConnectionInfo, *, base_path: Any | None = None) -> None:
+        super().__init__(conn, base_path=base_path)
+        self._root = self._resolve_root()
 
     def root(self) -> Any:
         """The folder all files of this channel go under."""
+        return self._root
+
+    def _resolve_root(self) -> Any:
         if self.base_path is not None:
             return self.base_path
         raw = self.conn.extra_str("base_path") or self.conn.extra_str("path")
@@ -587,10 +709,15 @@ class FileChannelAdapter(ChannelAdapter):
 
     def send(self, msg: OutboundMessage) -> SendResult:
         """A batch of one: writes one file."""
-        result = self.send_batch([msg])[0]
-        if isinstance(result, DeliveryError):
-            raise result
-        return result
+        for _, result in self.send_batch([msg]):
+            if isinstance(result, DeliveryError):
+                raise result
+            return result
+        raise AssertionError(f"the {self.channel} adapter gave no outcome for message {msg.message_id}")
+
+    @abstractmethod
+    def send_batch(self, msgs: Sequence[OutboundMessage], *, interval: float = 0.0) -> Outcomes:
+        """Write the batch's file(s); yield each message's outcome once its file is written."""
 
     def _write(self, directory: Any, name: str, data: bytes) -> str | ChannelTransientError:
         """Write one file; its path relative to the root, or the transient error of the failed write."""

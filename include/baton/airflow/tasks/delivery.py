@@ -31,12 +31,20 @@ def allow_late_send(context: dict[str, Any]) -> bool:
 
 
 def run_delivery(channel: str, shard: int, dags_folder: Path, context: dict[str, Any]) -> dict[str, Any]:
-    """Hand every due message of (channel, shard) to the channel; returns the counts."""
+    """Hand every due message of (channel, shard) to the channel; returns the counts.
+
+    What the channel needs is read from its adapter's declared capabilities: an export
+    folder (``needs_export_path``), signed unsubscribe links (``needs_unsubscribe_link``).
+    A user mistake (a campaign or policy file, a connection's settings) fails the task
+    without retries; a channel whose connection failed fails it with a transient error after
+    the messages are put back, so that Airflow retries.
+    """
     from baton.airflow.hooks.channels import connection_info, export_base
     from baton.airflow.hooks.store import store_engine
-    from baton.delivery.channels import adapter_for
+    from baton.delivery.channels import adapter_class, adapter_for
     from baton.delivery.outbox import DeliverySettings, deliver_shard
     from baton.delivery.unsubscribe import secret_from_env
+    from baton.errors import TransientDeliveryError
     from baton.spec import Channel, load_deployment
 
     with fail_fast_on_user_mistakes():
@@ -44,10 +52,10 @@ def run_delivery(channel: str, shard: int, dags_folder: Path, context: dict[str,
         settings_ch = policy.channel(Channel(channel))
         conn = connection_info(settings_ch.connection)
         kwargs: dict[str, Any] = {}
-        if channel in ("audience", "direct_mail"):
+        if adapter_class(channel, conn).needs_export_path:
             kwargs["base_path"] = export_base()
         adapter = adapter_for(channel, conn, **kwargs)
-        secret = secret_from_env() if channel == "email" else None
+        secret = secret_from_env() if adapter.needs_unsubscribe_link else None
         settings = DeliverySettings(
             max_send_delay=policy.cycle.max_send_delay,
             allow_late_send=allow_late_send(context),
@@ -80,4 +88,10 @@ def run_delivery(channel: str, shard: int, dags_folder: Path, context: dict[str,
         settings=settings,
         progress=progress,
     )
+    if stats.connection_failed:
+        raise TransientDeliveryError(
+            f"{channel} shard {shard}: the connection of {settings_ch.connection!r} failed "
+            f"({stats.connection_failed}); {stats.sent} sent, {stats.retried} back to pending with a backoff "
+            "and the rest not claimed: the task is retried"
+        )
     return stats.as_dict()

@@ -33,18 +33,32 @@ def is_fake(conn: ConnectionInfo) -> bool:
     return conn.conn_type == FAKE_CONN_TYPE or conn.extra_bool("fake")
 
 
-def adapter_for(channel: str, conn: ConnectionInfo, **kw: Any) -> ChannelAdapter:
-    """The adapter of *channel* over *conn* (keyword arguments, e.g. ``base_path``, go to its constructor).
-
-    Raises ConfigError for an unknown channel or a connection that lacks what the
-    channel needs.
-    """
+def _channel_name(channel: str) -> str:
     name = str(getattr(channel, "value", channel))
     if name not in REGISTRY:
         raise ConfigError(f"unknown channel {name!r}: known channels are {', '.join(sorted(REGISTRY))}")
-    if is_fake(conn) or name == FakeAdapter.channel:
-        return FakeAdapter(conn, channel=name, **kw)
-    return REGISTRY[name](conn, **kw)
+    return name
+
+
+def adapter_class(channel: str, conn: ConnectionInfo) -> type[ChannelAdapter]:
+    """The adapter class that :func:`adapter_for` builds for *channel* over *conn*: its declared
+    capabilities (``needs_export_path``…) tell the caller what to pass before building it."""
+    name = _channel_name(channel)
+    return FakeAdapter if is_fake(conn) else REGISTRY[name]
+
+
+def adapter_for(channel: str, conn: ConnectionInfo, **kw: Any) -> ChannelAdapter:
+    """The adapter of *channel* over *conn* (keyword arguments, e.g. ``base_path``, go to its constructor).
+
+    Raises ConfigError for an unknown channel, an unknown extra key of the connection, or a
+    connection that lacks what the channel needs.
+    """
+    name = _channel_name(channel)
+    cls = adapter_class(name, conn)
+    if cls is FakeAdapter:
+        like = None if name == FakeAdapter.channel else REGISTRY[name]
+        return FakeAdapter(conn, channel=name, like=like, **kw)
+    return cls(conn, **kw)
 
 
 __all__ = [
@@ -56,6 +70,7 @@ __all__ = [
     "FakeAdapter",
     "PushAdapter",
     "SmsAdapter",
+    "adapter_class",
     "adapter_for",
     "is_fake",
 ]

@@ -21,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import ClassVar
 
 from baton.delivery.base import (
     FileChannelAdapter,
     OutboundMessage,
+    Outcomes,
     SendResult,
     batch_id,
     csv_bytes,
@@ -57,38 +59,44 @@ class AudienceAdapter(FileChannelAdapter):
     """Hashed customer-match CSVs, one per list per batch."""
 
     channel: ClassVar[str] = "audience"
+    address_field: str | None = None  # matches on the hashed email and phone together
 
-    def send_batch(self, msgs: list[OutboundMessage]) -> list[SendResult | DeliveryError]:
-        """Write one CSV per audience list; one result per message, in order."""
-        results: dict[int, SendResult | DeliveryError] = {}
-        groups: dict[str, list[tuple[int, OutboundMessage, tuple[str, str]]]] = defaultdict(list)
-        for i, msg in enumerate(msgs):
+    def send_batch(self, msgs: Sequence[OutboundMessage], *, interval: float = 0.0) -> Outcomes:
+        """Write one CSV per audience list; yield its messages once it is written (unusable ones first)."""
+        groups: dict[str, list[tuple[OutboundMessage, tuple[str, str]]]] = defaultdict(list)
+        for msg in msgs:
             folder = list_folder(msg.content.get("list", ""))
             if not folder:
-                results[i] = TerminalDeliveryError(
-                    f"message {msg.message_id}: audience list name {msg.content.get('list')!r} is empty or unusable"
+                yield (
+                    msg,
+                    TerminalDeliveryError(
+                        f"message {msg.message_id}: audience list name {msg.content.get('list')!r} is empty or unusable"
+                    ),
                 )
                 continue
             row = hashed_identifiers(msg.recipient.email, msg.recipient.phone)
             if not any(row):
-                results[i] = TerminalDeliveryError(
-                    f"message {msg.message_id}: no valid email or E.164 phone to match on"
+                yield (
+                    msg,
+                    TerminalDeliveryError(
+                        f"message {msg.message_id}: no valid email or E.164 phone to match on"
+                    ),
                 )
                 continue
-            groups[folder].append((i, msg, row))
-        if groups:
-            root = self.root()
-            for folder, members in groups.items():
-                name = f"{batch_id(m.message_id for _, m, _ in members)}.csv"
-                data = csv_bytes(HEADER, (row for _, _, row in members))
-                written = self._write(root / "audiences" / folder, name, data)
-                for i, msg, _ in members:
-                    results[i] = (
+            groups[folder].append((msg, row))
+        for folder, members in groups.items():
+            name = f"{batch_id(m.message_id for m, _ in members)}.csv"
+            data = csv_bytes(HEADER, (row for _, row in members))
+            written = self._write(self.root() / "audiences" / folder, name, data)
+            for msg, _ in members:
+                yield (
+                    msg,
+                    (
                         written
                         if isinstance(written, DeliveryError)
                         else SendResult(msg.message_id, f"audiences/{folder}/{written}")
-                    )
-        return [results[i] for i in range(len(msgs))]
+                    ),
+                )
 
 
 __all__ = ["HEADER", "AudienceAdapter", "hashed_identifiers", "list_folder", "sha256_hex"]

@@ -12,9 +12,10 @@ id is the file's path under ``base_path``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
-from baton.delivery.base import FileChannelAdapter, OutboundMessage, SendResult, batch_id, csv_bytes
+from baton.delivery.base import FileChannelAdapter, OutboundMessage, Outcomes, SendResult, batch_id, csv_bytes
 from baton.errors import DeliveryError, TerminalDeliveryError
 
 HEADER = ("name", "postal_address", "creative", "message_id")
@@ -25,33 +26,33 @@ class DirectMailAdapter(FileChannelAdapter):
     """Print-vendor CSV, one file per batch."""
 
     channel: ClassVar[str] = "direct_mail"
+    address_field: str | None = "postal_address"
 
-    def send_batch(self, msgs: list[OutboundMessage]) -> list[SendResult | DeliveryError]:
-        """Write one CSV for the batch; one result per message, in order."""
-        results: dict[int, SendResult | DeliveryError] = {}
-        rows: list[tuple[int, OutboundMessage, tuple[str, str, str, str]]] = []
-        for i, msg in enumerate(msgs):
+    def send_batch(self, msgs: Sequence[OutboundMessage], *, interval: float = 0.0) -> Outcomes:
+        """Write one CSV for the batch; yield its messages once it is written (unusable ones first)."""
+        rows: list[tuple[OutboundMessage, tuple[str, str, str, str]]] = []
+        for msg in msgs:
             address = (msg.recipient.postal_address or "").strip()
             creative = msg.content.get("creative", "").strip()
             if not address:
-                results[i] = TerminalDeliveryError(f"message {msg.message_id}: no postal address")
+                yield msg, TerminalDeliveryError(f"message {msg.message_id}: no postal address")
             elif not creative:
-                results[i] = TerminalDeliveryError(f"message {msg.message_id}: the creative code is empty")
+                yield msg, TerminalDeliveryError(f"message {msg.message_id}: the creative code is empty")
             else:
                 name = msg.recipient.full_name or NO_NAME
-                rows.append((i, msg, (name, address, creative, str(msg.message_id))))
+                rows.append((msg, (name, address, creative, str(msg.message_id))))
         if rows:
-            name = f"{batch_id(m.message_id for _, m, _ in rows)}.csv"
-            written = self._write(
-                self.root() / "direct_mail", name, csv_bytes(HEADER, (r for _, _, r in rows))
-            )
-            for i, msg, _ in rows:
-                results[i] = (
-                    written
-                    if isinstance(written, DeliveryError)
-                    else SendResult(msg.message_id, f"direct_mail/{written}")
+            name = f"{batch_id(m.message_id for m, _ in rows)}.csv"
+            written = self._write(self.root() / "direct_mail", name, csv_bytes(HEADER, (r for _, r in rows)))
+            for msg, _ in rows:
+                yield (
+                    msg,
+                    (
+                        written
+                        if isinstance(written, DeliveryError)
+                        else SendResult(msg.message_id, f"direct_mail/{written}")
+                    ),
                 )
-        return [results[i] for i in range(len(msgs))]
 
 
 __all__ = ["HEADER", "NO_NAME", "DirectMailAdapter"]

@@ -34,6 +34,7 @@ import smtplib
 import socket
 import ssl
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
@@ -84,7 +85,24 @@ class EmailAdapter(ChannelAdapter):
     """SMTP with STARTTLS/TLS options and one connection per batch."""
 
     channel: ClassVar[str] = "email"
-    idempotent_by_key: ClassVar[bool] = False
+    idempotent_by_key: bool = False
+    needs_unsubscribe_link: bool = True
+    address_field: str | None = "email"
+    address_case_insensitive: bool = True
+    allowed_extras: ClassVar[frozenset[str]] = frozenset(
+        {"from", "starttls", "ssl", "ca_file", "timeout", "reply_to", "return_path"}
+    )
+    extra_hints: ClassVar[Mapping[str, str]] = {
+        # the Airflow SMTP provider's connection form: other names, other meanings
+        "from_email": "the SMTP provider's name: Baton reads 'from'",
+        "disable_tls": "the SMTP provider's setting, which Baton does not read: set 'starttls': true (or 'ssl': true)",
+        "disable_ssl": "the SMTP provider's setting, which Baton does not read: set 'ssl': true for implicit TLS",
+        "tls": "set 'starttls': true (or 'ssl': true for implicit TLS)",
+        "use_tls": "set 'starttls': true (or 'ssl': true for implicit TLS)",
+        "use_ssl": "did you mean 'ssl'?",
+        "retry_limit": "the SMTP provider's setting: Baton retries each message itself (remove it)",
+        "sender": "did you mean 'from'?",
+    }
 
     def __init__(self, conn: ConnectionInfo, *, base_path: object | None = None) -> None:
         super().__init__(conn, base_path=base_path)
@@ -140,14 +158,19 @@ class EmailAdapter(ChannelAdapter):
             self._discard(smtp)
             raise ChannelTransientError(
                 f"{where}: authentication failed ({exc.smtp_code} {_text(exc.smtp_error)}): "
-                "check the login and password of the connection"
+                "check the login and password of the connection",
+                connection_failed=True,
             ) from exc
         except smtplib.SMTPNotSupportedError as exc:
             self._discard(smtp)
-            raise ChannelTransientError(f"{where}: {exc}: check extra starttls/ssl and the login") from exc
+            raise ChannelTransientError(
+                f"{where}: {exc}: check extra starttls/ssl and the login", connection_failed=True
+            ) from exc
         except (smtplib.SMTPException, OSError) as exc:
             self._discard(smtp)
-            raise ChannelTransientError(f"{where}: cannot connect: {_describe(exc)}") from exc
+            raise ChannelTransientError(
+                f"{where}: cannot connect: {_describe(exc)}", connection_failed=True
+            ) from exc
         self._smtp = smtp
 
     def close(self) -> None:
@@ -170,6 +193,10 @@ class EmailAdapter(ChannelAdapter):
     def _reset(self) -> None:
         smtp, self._smtp = self._smtp, None
         self._discard(smtp)
+
+    def discard(self) -> None:
+        """Drop the connection without QUIT (its SMTP state is unknown); the next send reconnects."""
+        self._reset()
 
     # -- message --------------------------------------------------------------------
 
@@ -254,7 +281,9 @@ class EmailAdapter(ChannelAdapter):
             except _Reconnect as exc:
                 self._reset()
                 if attempt == 2:
-                    raise ChannelTransientError(f"SMTP server closed the connection: {exc}") from None
+                    raise ChannelTransientError(
+                        f"SMTP server closed the connection: {exc}", connection_failed=True
+                    ) from None
                 log.info("SMTP connection lost before message %s (%s); reconnecting", msg.message_id, exc)
         raise AssertionError("unreachable")
 
@@ -294,10 +323,17 @@ class EmailAdapter(ChannelAdapter):
                     address = msg.recipient.email if step is steps[1] else None
                     raise _by_code(code, reply, step, address)
         except smtplib.SMTPServerDisconnected as exc:
+            if _timed_out(exc):  # a wedged server, not one that hung up: reconnecting costs another timeout
+                self._reset()
+                raise ChannelTransientError(
+                    f"SMTP server did not answer within {self.timeout:g}s: {exc}", connection_failed=True
+                ) from exc
             raise _Reconnect(str(exc)) from exc
         except (OSError, smtplib.SMTPException) as exc:
             self._reset()
-            raise ChannelTransientError(f"SMTP error before DATA: {_describe(exc)}") from exc
+            raise ChannelTransientError(
+                f"SMTP error before DATA: {_describe(exc)}", connection_failed=True
+            ) from exc
         try:
             smtp.send(_DOT_LINE.sub(b"..", data) + b".\r\n")
             code, reply = smtp.getreply()
@@ -306,12 +342,16 @@ class EmailAdapter(ChannelAdapter):
             raise ChannelTransientError(
                 f"SMTP connection failed during DATA, the server may have the message: {_describe(exc)}",
                 maybe_sent=True,
+                connection_failed=True,
             ) from exc
         if code != 250:
             if code == 421:
                 self._reset()
-            else:
-                self._rset(smtp)
+                raise ChannelTransientError(
+                    f"SMTP {code} {_text(reply)} (after end of DATA): the server is closing the connection",
+                    connection_failed=True,
+                )
+            self._rset(smtp)
             raise _by_code(code, reply, "end of DATA", None)
         return SendResult(message_id=msg.message_id, provider_id=self.message_id(msg.message_id))
 
@@ -366,9 +406,21 @@ def _text(reply: bytes | str) -> str:
     return (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)).replace("\n", " ")
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """Whether *exc* (smtplib turns a read timeout into SMTPServerDisconnected) comes from a timeout."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.timeout | TimeoutError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return f"timed out ({exc})" if str(exc) else "timed out"
+    if _timed_out(exc):
+        return f"timed out ({type(exc).__name__}: {exc})"
     return f"{type(exc).__name__}: {exc}"
 
 

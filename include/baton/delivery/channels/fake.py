@@ -38,17 +38,36 @@ from baton.errors import ConfigError, TerminalDeliveryError
 
 
 class FakeAdapter(ChannelAdapter):
-    """Pretends to send; fails and waits as its knobs say; records what it accepted."""
+    """Pretends to send; fails and waits as its knobs say; records what it accepted.
+
+    Standing in for a channel (``like``, the channel's adapter class), it keeps that
+    channel's ``needs_unsubscribe_link`` and address declarations (so the outbox renders and
+    suppresses as for the real channel) and accepts that channel's connection extras
+    besides its own knobs; it writes no files.
+    """
 
     channel: ClassVar[str] = "fake"
-    idempotent_by_key: ClassVar[bool] = True
+    idempotent_by_key: bool = True
+    allowed_extras: ClassVar[frozenset[str]] = frozenset(
+        {"transient_rate", "terminal_rate", "retry_after", "latency_ms", "seed", "record"}
+    )
     batch_stop_after_transient: ClassVar[int] = 0  # failures are independent draws: try every message
 
     def __init__(
-        self, conn: ConnectionInfo, *, base_path: Any | None = None, channel: str | None = None
+        self,
+        conn: ConnectionInfo,
+        *,
+        base_path: Any | None = None,
+        channel: str | None = None,
+        like: type[ChannelAdapter] | None = None,
     ) -> None:
-        super().__init__(conn, base_path=base_path)
         self.for_channel = channel or "fake"
+        self.like = like
+        if like is not None:
+            self.needs_unsubscribe_link = like.needs_unsubscribe_link
+            self.address_field = like.address_field
+            self.address_case_insensitive = like.address_case_insensitive
+        super().__init__(conn, base_path=base_path)
         self.transient_rate = self._rate("transient_rate")
         self.terminal_rate = self._rate("terminal_rate")
         if self.transient_rate + self.terminal_rate > 1:
@@ -64,6 +83,11 @@ class FakeAdapter(ChannelAdapter):
         self.sent: list[dict[str, Any]] = []
         self.attempts = 0
         self._lock = threading.Lock()
+
+    def allowed_extra_keys(self) -> frozenset[str]:
+        """Its own knobs, and the extras of the channel it stands in for."""
+        own = super().allowed_extra_keys()
+        return own | self.like.allowed_extras if self.like is not None else own
 
     def _rate(self, key: str) -> float:
         value = self.conn.extra_float(key, 0.0)

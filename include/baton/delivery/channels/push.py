@@ -48,8 +48,15 @@ class PushAdapter(HttpChannelAdapter):
     """FCM-v1-shaped push notifications."""
 
     channel: ClassVar[str] = "push"
-    idempotent_by_key: ClassVar[bool] = False
+    idempotent_by_key: bool = False
+    address_field: str | None = "push_token"
     default_base_url: ClassVar[str] = "https://fcm.googleapis.com"
+    allowed_extras: ClassVar[frozenset[str]] = HttpChannelAdapter.allowed_extras | {
+        "service_account",
+        "token",
+        "project",
+        "project_id",
+    }
 
     def __init__(self, conn: ConnectionInfo, *, base_path: Any | None = None) -> None:
         super().__init__(conn, base_path=base_path)

@@ -21,6 +21,7 @@ rejected).
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
@@ -47,8 +48,18 @@ class SmsAdapter(HttpChannelAdapter):
     """Twilio-shaped SMS; deduplicated by the provider on ``baton-{message_id}``."""
 
     channel: ClassVar[str] = "sms"
-    idempotent_by_key: ClassVar[bool] = True
+    idempotent_by_key: bool = True
+    address_field: str | None = "phone"
     default_base_url: ClassVar[str] = "https://api.twilio.com"
+    allowed_extras: ClassVar[frozenset[str]] = HttpChannelAdapter.allowed_extras | {
+        "from",
+        "messaging_service_sid",
+        "status_callback",
+    }
+    extra_hints: ClassVar[Mapping[str, str]] = {
+        "account_sid": "the account SID goes in the connection's login",
+        "auth_token": "the auth token goes in the connection's password",
+    }
 
     def __init__(self, conn: ConnectionInfo, *, base_path: Any | None = None) -> None:
         super().__init__(conn, base_path=base_path)
