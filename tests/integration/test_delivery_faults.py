@@ -317,3 +317,19 @@ def test_a_misspelt_extra_fails_the_task_without_retries_and_sends_nothing(
     assert "'baton_email'" in message and "'starttsl'" in message and "did you mean 'starttls'?" in message
     rows = _rows(fresh_store)
     assert {(r.status, r.attempts) for r in rows.values()} == {("pending", 0)}
+
+
+def test_rate_pacing_spreads_a_batch(
+    dags: Path, fresh_store: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """policy.channels.email.rate_per_second paces the sends inside one batch (the shared budget's
+    first slot starts at once, so without pacing the 20 messages would leave together)."""
+    (dags / "policy.yaml").write_text(POLICY + "channels:\n  email: {rate_per_second: 40}\n")
+    with SmtpSink(maildir=tmp_path / "maildir") as sink:
+        _connect(monkeypatch, sink.port)
+        _warm_up(dags)
+        started = time.monotonic()
+        stats = _deliver(dags)
+        elapsed = time.monotonic() - started
+        assert sink.received == N and stats["sent"] == N
+    assert elapsed >= (N - 1) / 40 - 0.05, elapsed  # 19 intervals of 25 ms

@@ -228,6 +228,33 @@ def test_send_batch_reports_a_bug_as_a_terminal_failure_of_that_message_and_goes
     assert adapter.calls == 3 and adapter.discarded == 1  # the connection was dropped after the bug
 
 
+def test_send_batch_paces_the_sends() -> None:
+    import time
+
+    class _Clocked(_Scripted):
+        def send(self, msg: OutboundMessage) -> SendResult:
+            starts.append(time.perf_counter())
+            return super().send(msg)
+
+    starts: list[float] = []
+    results = outcomes(_Clocked(["ok"] * 5), [make_message(i) for i in range(5)], interval=0.05)
+    assert _kinds(results) == ["ok"] * 5
+    assert all(b - a >= 0.049 for a, b in zip(starts, starts[1:], strict=False)), starts
+
+
+def test_send_batch_stops_at_once_when_the_connection_fails() -> None:
+    class _Down(_Scripted):
+        def send(self, msg: OutboundMessage) -> SendResult:
+            self.calls += 1
+            raise ChannelTransientError("cannot connect: timed out", connection_failed=True)
+
+    adapter = _Down([])
+    results = outcomes(adapter, [make_message(i) for i in range(20)])
+    assert adapter.calls == 1 and _kinds(results) == ["transient"] + ["skipped"] * 19
+    assert all(isinstance(r, ChannelTransientError) and r.connection_failed for r in results)
+    assert str(results[1]).startswith("not attempted: the connection failed earlier in this batch")
+
+
 def test_connection_info_extras() -> None:
     conn = ConnectionInfo("c", extra={"a": "yes", "b": False, "n": "2.5", "s": "", "bad": "maybe"})
     assert conn.extra_bool("a") and not conn.extra_bool("b") and conn.extra_bool("missing", True)
