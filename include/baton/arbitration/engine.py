@@ -79,7 +79,7 @@ def channel_sql(code: str) -> str:
     return f"case {code} " + " ".join(f"when '{k}' then '{v}'" for k, v in CHANNEL_CODES.items()) + " end"
 
 
-WS = r"E' \t\n\r\f\v'"  # what counts as blank around an address
+WS = r"E' \t\n\r\f\x0b'"  # what counts as blank around an address (\v is no escape in SQL: \x0b)
 
 
 def _interval(td: timedelta) -> str:
