@@ -795,22 +795,23 @@ def _customer_chunks(
 
         chunk.customers.append(
             f"{cid}\t{email if email is not None else NULL}\t{phone or NULL}\t{push or NULL}\t{postal or NULL}"
-            f"\t{first}\t{last}\t{tzname or NULL}\t{attrs}\t{created}\n"
+            f"\t{first}\t{last}\t{tzname or NULL}\t{attrs}\t{created}\t{created}\n"
         )
 
         # identifiers
         ids = chunk.identifiers
         if email is not None:
-            ids.append(f"email\t{norm_email}\t{cid}\t{created}\n")
+            ids.append(f"email\t{norm_email}\t{norm_email}\t{cid}\t{created}\n")
         if phone:
-            ids.append(f"phone\t{phone}\t{cid}\t{created}\n")
-        ids.append(f"cookie\tck-{getbits(48):012x}{num:x}\t{cid}\t{created}\n")
+            ids.append(f"phone\t{phone}\t{phone[1:]}\t{cid}\t{created}\n")  # normalised: the digits
+        cookie = f"ck-{getbits(48):012x}{num:x}"
+        ids.append(f"cookie\t{cookie}\t{cookie}\t{cid}\t{created}\n")
         if r() < 0.3:
-            ids.append(
-                f"cookie\tck-{getbits(48):012x}{num:x}-2\t{cid}\t{fmt.ts(signup + int(r() * 90 * DAY))}\n"
-            )
+            cookie = f"ck-{getbits(48):012x}{num:x}-2"
+            ids.append(f"cookie\t{cookie}\t{cookie}\t{cid}\t{fmt.ts(signup + int(r() * 90 * DAY))}\n")
         if push:
-            ids.append(f"device\tdev-{num:x}-{getbits(32):08x}\t{cid}\t{created}\n")
+            device = f"dev-{num:x}-{getbits(32):08x}"
+            ids.append(f"device\t{device}\t{device}\t{cid}\t{created}\n")
 
         # consents
         cons = chunk.consents
@@ -1061,8 +1062,8 @@ EVENT_TYPES = (
 
 COPY_SQL = {
     "customers": "COPY customers (customer_id, email, phone, push_token, postal_address, first_name, "
-    "last_name, timezone, attributes, created_at) FROM STDIN",
-    "identifiers": "COPY identifiers (kind, value, customer_id, first_seen) FROM STDIN",
+    "last_name, timezone, attributes, created_at, updated_at) FROM STDIN",
+    "identifiers": "COPY identifiers (kind, value, norm, customer_id, first_seen) FROM STDIN",
     "consents": "COPY consents (customer_id, channel, topic, status, source, updated_at) FROM STDIN",
     "suppressions": "COPY suppressions (channel, address, reason, created_at) FROM STDIN",
     "events": "COPY events (customer_id, type, ts, product_id, item_name, category, price, cart_value, "

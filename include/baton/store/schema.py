@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from baton.identity.normalize import norm_sql
 from baton.store.shards import bucket_sql
 from baton.store.status import DUE, MessageStatus, sql_in
 
@@ -33,16 +34,75 @@ customers = sa.Table(
     sa.Column("timezone", sa.Text, comment="IANA name; missing or invalid means policy.default_timezone"),
     sa.Column("attributes", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "updated_at",
+        TS,
+        nullable=False,
+        server_default=sa.func.now(),
+        comment="when email, phone or push_token last changed (a trigger keeps it)",
+    ),
+    # every holder of a normalised value is found by index (baton.identity.normalize.norm_sql)
+    *(
+        sa.Index(
+            f"ix_customers_{column}_norm",
+            sa.text(norm_sql(column, column)),
+            postgresql_where=sa.text(f"{column} is not null"),
+        )
+        for column in ("email", "phone", "push_token")
+    ),
 )
+
+#: the identifier kinds of SPEC §6 (``baton.identity.normalize.KINDS``)
+IDENTIFIER_KINDS = ("email", "phone", "login", "cookie", "device", "push_token")
 
 identifiers = sa.Table(
     "identifiers",
     metadata,
-    sa.Column("kind", sa.Text, primary_key=True, comment="email, phone, cookie, device, external"),
-    sa.Column("value", sa.Text, primary_key=True),
-    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, primary_key=True, comment="email, phone, login, cookie, device, push_token"),
+    sa.Column("norm", sa.Text, primary_key=True, comment="the normalised value (SPEC §6)"),
+    sa.Column("value", sa.Text, nullable=False, comment="the raw value as first observed"),
     sa.Column("first_seen", TS, nullable=False, server_default=sa.func.now()),
-    sa.Index("ix_identifiers_customer", "customer_id"),
+    sa.Column("source", sa.Text, comment="where it was observed"),
+    sa.Column("added_at", TS, nullable=False, server_default=sa.func.now(), comment="when Baton stored it"),
+    sa.CheckConstraint(
+        "kind in (" + ", ".join(f"'{k}'" for k in IDENTIFIER_KINDS) + ")", name="ck_identifiers_kind"
+    ),
+    sa.Index("ix_identifiers_value", "kind", "norm"),
+    sa.Index("ix_identifiers_added", "added_at"),
+    comment="identifiers as observations: one row per (profile, kind, normalised value)",
+)
+
+identity_links = sa.Table(
+    "identity_links",
+    metadata,
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.Column("norm", sa.Text, primary_key=True),
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("first_seen", TS, nullable=False),
+    sa.Index("ix_identity_links_customer", "customer_id"),
+    comment="observations of the values two or more profiles hold: where links come from",
+)
+
+identity_exclusions = sa.Table(
+    "identity_exclusions",
+    metadata,
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.Column("norm", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False, comment="as the user wrote it"),
+    sa.Column("reason", sa.Text),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    comment="values that link no one (baton identity exclude)",
+)
+
+identity_persons = sa.Table(
+    "identity_persons",
+    metadata,
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("person_id", sa.Text, nullable=False),
+    sa.Column("resolved_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_identity_persons_person", "person_id"),
+    comment="the current persons with two or more profiles; any other profile is a person of its own",
 )
 
 consents = sa.Table(
@@ -183,6 +243,7 @@ cycle_decisions = sa.Table(
     sa.Column(
         "reasons", sa.Text, comment="per alternative, separated by U+001F; null when no alternative has one"
     ),
+    sa.Column("person_id", sa.Text, comment="the person decided for (as of the cycle)"),
     # no primary key: a shard's rows are replaced as a whole (delete, then insert) and unique by
     # construction.  Cycle first: a cycle's rows go to the end of the index (a few pages, not
     # every leaf); one person's decisions are read with baton_decisions_of(customer_id), one
@@ -246,6 +307,7 @@ messages = sa.Table(
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Column("batch_id", sa.BigInteger, comment="the candidate row: its payload is the message's"),
     sa.Column("seq", sa.Integer),
+    sa.Column("person_id", sa.Text, comment="the person the message went to (as of its cycle)"),
     sa.Column(
         "bucket",
         sa.BigInteger,
