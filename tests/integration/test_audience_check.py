@@ -7,7 +7,6 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +15,6 @@ from sqlalchemy.engine import Engine
 from baton.audience.check import check_campaign
 from baton.seed import run_seed
 from baton.spec import load_campaign, load_campaigns, load_policy
-from baton.spec.source import read_yaml
 from conftest import _fresh_database
 
 pytestmark = pytest.mark.integration
@@ -66,21 +64,8 @@ def _check(engine: Engine, dags: Path, text: str, name: str = "cart") -> list[st
     path = dags / "campaigns" / f"{name}.yaml"
     path.write_text(text, encoding="utf-8")
     campaign = load_campaign(path)
-    document, _ = read_yaml(path)
-    assert document is not None
-    raw: Any = engine.raw_connection()
-    try:
-        with raw.cursor() as cur:
-            issues = check_campaign(
-                cur,
-                campaign,
-                load_policy(ROOT / "dags" / "policy.yaml"),
-                file=path,
-                index=document.index,
-                templates_dir=dags / "templates",
-            )
-    finally:
-        raw.close()
+    policy = load_policy(ROOT / "dags" / "policy.yaml")
+    issues = check_campaign(engine, campaign, policy, file=path, templates_dir=dags / "templates")
     return [str(i) for i in issues]
 
 
@@ -88,19 +73,10 @@ def test_the_shipped_campaigns_pass(seeded: Engine) -> None:
     campaigns, issues = load_campaigns(ROOT / "dags" / "campaigns", ROOT / "dags" / "templates")
     assert issues == []
     policy = load_policy(ROOT / "dags" / "policy.yaml")
-    raw: Any = seeded.raw_connection()
-    try:
-        with raw.cursor() as cur:
-            for c in campaigns:
-                path = ROOT / "dags" / "campaigns" / f"{c.id}.yaml"
-                document, _ = read_yaml(path)
-                assert document is not None
-                found = check_campaign(
-                    cur, c, policy, file=path, index=document.index, templates_dir=ROOT / "dags" / "templates"
-                )
-                assert [str(i) for i in found] == [], c.id
-    finally:
-        raw.close()
+    for c in campaigns:
+        path = ROOT / "dags" / "campaigns" / f"{c.id}.yaml"
+        found = check_campaign(seeded, c, policy, file=path, templates_dir=ROOT / "dags" / "templates")
+        assert [str(i) for i in found] == [], c.id
 
 
 def test_a_good_campaign_passes(seeded: Engine, dags: Path) -> None:

@@ -150,3 +150,50 @@ def test_decided_batch_is_not_replaced(airflow_db: str, store_env: Engine, dags_
     with fresh_store.connect() as conn:
         ids = conn.execute(sa.text("select customer_id from candidates")).scalars().all()
     assert ids == ["c1"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        # a typo in a template variable: found before the batch is written, not message by message
+        (
+            'subject: "You left {{ item_name }} behind"',
+            'subject: "You left {{ item_nme }} behind"',
+            ":21: message.email.subject: unknown variable 'item_nme'",
+        ),
+        # a typo in the audience SQL: a file:line error at the query's line
+        (
+            "max(item_name) as item_name",
+            "max(item_nam) as item_name",
+            ':13: audience.sql: the audience query fails in the store: column "item_nam" does not exist',
+        ),
+    ],
+)
+def test_a_campaign_that_does_not_fit_the_store_fails_at_once_and_writes_nothing(
+    airflow_db: str,
+    store_env: Engine,
+    dags_folder: Path,
+    old: str,
+    new: str,
+    where: str,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from airflow.models import TaskInstance
+
+    from baton.airflow.dags.campaigns import build_campaign_dags
+
+    path = dags_folder / "campaigns" / "cart_test.yaml"
+    assert old in path.read_text()
+    path.write_text(CAMPAIGN.replace(old, new))
+    _events(store_env, [("c1", START + timedelta(minutes=1), 50, "boots")])
+    dag = build_campaign_dags(dags_folder)["campaign__cart_test"]
+    run = dag.test(logical_date=LOGICAL)
+    assert run.state == "failed"
+    [ti] = [t for t in run.get_task_instances() if t.task_id == "build_candidates"]
+    assert isinstance(ti, TaskInstance) and ti.state == "failed"  # failed, not up_for_retry: no retries
+    captured = capfd.readouterr()
+    log = " ".join((captured.out + captured.err).split())
+    assert f"{path}{where}" in log
+    with store_env.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from candidate_batches")).scalar() == 0
+        assert conn.execute(sa.text("select count(*) from candidates")).scalar() == 0

@@ -24,18 +24,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import yaml
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy.engine import Engine
 
 from baton.audience.load import RESERVED, audience_context
 from baton.audience.render import render_audience_sql
 from baton.errors import AudienceError
 from baton.spec import Campaign, Policy, SpecIssue
 from baton.spec.schedule import first_at_or_after, previous_at
-from baton.spec.source import LineIndex
+from baton.spec.source import LineIndex, read_yaml
+from baton.store.tx import Session, transaction
 
 _DEFAULT_FILTERS = frozenset({"default", "d"})
 _DEFINED_TESTS = frozenset({"defined", "undefined"})
@@ -120,21 +121,22 @@ def _file_variables(
 
 @dataclass(frozen=True)
 class StoreFacts:
-    """What exists in the store for templates: the columns of ``customers`` (and whether some customer
-    has a given attribute key, asked per key)."""
+    """What exists in the store for templates: the columns of ``customers`` (whether some customer has
+    a given attribute key is asked per key)."""
 
     customer_columns: frozenset[str]
 
 
-def store_facts(cur: Any) -> StoreFacts:
-    """The store's customer columns, read through the driver cursor *cur*."""
-    cur.execute("select * from customers limit 0")
+def store_facts(tx: Session) -> StoreFacts:
+    """The store's customer columns."""
+    cur = tx.execute("select * from customers limit 0")
     return StoreFacts(frozenset(d.name for d in cur.description or ()) - {"attributes"})
 
 
-def _has_attribute(cur: Any, key: str) -> bool:
-    cur.execute("select exists (select 1 from customers where attributes ? %(key)s)", {"key": key})
-    row = cur.fetchone()
+def _has_attribute(tx: Session, key: str) -> bool:
+    row = tx.execute(
+        "select exists (select 1 from customers where attributes ? %(key)s)", {"key": key}
+    ).fetchone()
     return bool(row and row[0])
 
 
@@ -174,20 +176,22 @@ def _server_text(sql: str) -> str:
 
 
 def check_campaign(
-    cur: Any,
+    engine: Engine,
     campaign: Campaign,
     policy: Policy,
     *,
     file: Path,
-    index: LineIndex | None,
     templates_dir: Path,
-    facts: StoreFacts | None = None,
+    index: LineIndex | None = None,
 ) -> list[SpecIssue]:
-    """Every problem of *campaign* against the store behind the driver cursor *cur* (see the module).
+    """Every problem of *campaign* (from *file*) against the store (see the module); empty when it is fine.
 
-    Runs inside a read-only transaction that it rolls back, so the query can change nothing; the
-    connection must not be in a transaction the caller wants to keep.
+    Runs in one read-only transaction that is rolled back, so the query can change nothing.  *index*
+    (the file's line index) is read from *file* when not given.
     """
+    if index is None:
+        document, _problems = read_yaml(file)
+        index = document.index if document is not None else None
     sql_path = ("audience", "sql")
     start, end, cycle_at = sample_interval(campaign, policy)
     try:
@@ -197,17 +201,13 @@ def check_campaign(
     except AudienceError as exc:
         line = getattr(exc.__cause__, "lineno", None)
         return [SpecIssue(file, _yaml_line(index, sql_path, line or 1), "audience.sql", _after_colon(exc))]
-    connection = cur.connection
-    connection.rollback()
-    cur.execute("set transaction read only")  # the first statement of a new transaction
-    try:
-        facts = facts or store_facts(cur)
+    with transaction(engine) as tx:
+        tx.execute("set transaction read only")
         statement = f"select * from ({rendered.sql}) q limit 0"
         try:
-            cur.execute("savepoint audience")
-            cur.execute(statement, rendered.params)
+            cur = tx.execute(statement, rendered.params)
         except Exception as exc:  # a SQL error of the user's query
-            cur.execute("rollback to savepoint audience")
+            tx.rollback()
             return [_sql_issue(exc, statement, rendered.first_line, file, index)]
         columns = [d.name for d in cur.description or ()]
         issues: list[SpecIssue] = []
@@ -220,17 +220,16 @@ def check_campaign(
                     f"the audience query must return a customer_id column (it returns: {', '.join(columns) or 'none'})",
                 )
             )
-        known = {*facts.customer_columns, *(c for c in columns if c not in RESERVED)}
+        known = {*store_facts(tx).customer_columns, *(c for c in columns if c not in RESERVED)}
         if campaign.category.value == "marketing":
             known.add("unsubscribe_url")
-        issues += _variable_issues(cur, campaign, templates_dir, known, file, index)
-        return issues
-    finally:
-        connection.rollback()
+        issues += _variable_issues(tx, campaign, templates_dir, known, file, index)
+        tx.rollback()
+    return issues
 
 
 def _variable_issues(
-    cur: Any, campaign: Campaign, templates_dir: Path, known: set[str], file: Path, index: LineIndex | None
+    tx: Session, campaign: Campaign, templates_dir: Path, known: set[str], file: Path, index: LineIndex | None
 ) -> list[SpecIssue]:
     issues: list[SpecIssue] = []
     answers: dict[str, bool] = {}
@@ -239,11 +238,11 @@ def _variable_issues(
         if var.name in known:
             continue
         if var.name not in answers:
-            answers[var.name] = _has_attribute(cur, var.name)
+            answers[var.name] = _has_attribute(tx, var.name)
         if answers[var.name]:
             continue
         if attribute_keys is None:
-            attribute_keys = _attribute_keys(cur)
+            attribute_keys = _attribute_keys(tx)
         close = difflib.get_close_matches(var.name, sorted(known | attribute_keys), n=1, cutoff=0.7)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         path = tuple(var.field.split("."))
@@ -263,9 +262,9 @@ def _variable_issues(
     return issues
 
 
-def _attribute_keys(cur: Any, sample: int = 100_000) -> set[str]:
+def _attribute_keys(tx: Session, sample: int = 100_000) -> set[str]:
     """The keys of ``customers.attributes`` among the first *sample* customers (for "did you mean")."""
-    cur.execute(
+    cur = tx.execute(
         "select distinct k from (select attributes from customers limit %(n)s) c, jsonb_object_keys(c.attributes) k",
         {"n": sample},
     )
