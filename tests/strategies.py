@@ -7,13 +7,27 @@ the dicts with the spec models.  The parts are kept so that a test can also writ
 out as a scenario directory (see ``write_scenario_dir``).
 
 Everything is drawn from small pools so that coincidences happen often: equal
-priorities and scores, shared and suppressed addresses, history exactly on a window or
-period boundary, decision times near DST transitions and local midnights.
+priorities and scores, suppressed addresses, history exactly on a window or period
+boundary, decision times near DST transitions and local midnights.
+
+Two families:
+
+* ``scenario_parts()`` / ``scenarios()``: no identity — no identifiers, and no two profiles
+  share an email or a phone (after normalisation), so every person is one profile and the
+  outcomes are those of SPEC §3 alone.
+* ``identity_scenario_parts()`` / ``identity_scenarios()``: overlapping profiles (SPEC §6),
+  realistic and adversarial — one person's values in other spellings (case, blanks and
+  tabs, phone punctuation), junk values, the policy's ``blocked_values``, values shared by
+  more profiles than a small ``max_profiles_per_value``, identifiers first seen after T (or
+  exactly at T), exclusions, identifiers of customer ids that are no profile, profiles
+  without any address, consents, timezones, history and candidate rows of one campaign
+  (with equal scores) spread over the profiles of one person, ``identity:`` policy keys.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -27,11 +41,14 @@ from baton.arbitration.scenario import (
     CandidateRow,
     ConsentRow,
     CustomerRow,
+    ExclusionRow,
     HistoryRow,
+    IdentifierRow,
     Scenario,
     SuppressionRow,
     format_utc,
 )
+from baton.identity.normalize import KINDS, is_junk, normalize
 
 CHANNELS = ["email", "sms", "push", "audience", "direct_mail"]
 CHANNEL_WEIGHTS = ["email", "sms", "sms", "push", "push", "audience", "direct_mail"]
@@ -56,9 +73,10 @@ TIMEZONES: list[str | None] = [
 DEFAULT_TIMEZONES = ["UTC", "America/New_York", "Europe/Berlin", "Australia/Sydney"]
 VALID_ZONES = sorted({tz for tz in TIMEZONES if tz} - {"Mars/Olympus", "america/new_york"})
 
-EMAILS = ["ann@example.com", "bob@example.com", "cy@shop.test"]
+# Addresses that start or end with the letter v: the engine once trimmed it.
+EMAILS = ["ann@example.com", "bob@example.com", "cy@shop.test", "vera@shop.tv", "era@shop.tv"]
 PHONES = ["+15550001", "+15550002", "+4930123"]
-PUSH_TOKENS = ["tokA", "tokB"]
+PUSH_TOKENS = ["tokA", "tokB", "vtokv"]
 POSTAL = ["1 Main St, Springfield", "2 High St, Oxford"]
 
 MESSAGES: dict[str, dict[str, str]] = {
@@ -115,6 +133,8 @@ class ScenarioParts:
     consents: list[ConsentRow] = field(default_factory=list)
     suppressions: list[SuppressionRow] = field(default_factory=list)
     history: list[HistoryRow] = field(default_factory=list)
+    identifiers: list[IdentifierRow] = field(default_factory=list)
+    exclusions: list[ExclusionRow] = field(default_factory=list)
 
     def build(self) -> Scenario:
         from baton.spec import Campaign, Policy
@@ -128,6 +148,8 @@ class ScenarioParts:
             consents=tuple(self.consents),
             suppressions=tuple(self.suppressions),
             history=tuple(self.history),
+            identifiers=tuple(self.identifiers),
+            exclusions=tuple(self.exclusions),
         )
 
 
@@ -359,8 +381,10 @@ def effective_zone(customer: CustomerRow, default_timezone: str) -> str:
 _ZONES = frozenset(available_timezones())
 
 
-@st.composite
-def scenario_parts(draw: st.DrawFn) -> ScenarioParts:
+def _frame(
+    draw: st.DrawFn, max_campaigns: int = 6
+) -> tuple[str, datetime, bool, dict[str, Any], list[dict[str, Any]]]:
+    """The decision time, policy and campaigns of a scenario: (hot zone, T, quiet focus, policy, campaigns)."""
     hot_zone = draw(st.sampled_from(VALID_ZONES))
     # A quarter of the scenarios are about the small hours of a DST-change day, when the
     # end of quiet hours may be a local time that is skipped or repeated.
@@ -368,11 +392,44 @@ def scenario_parts(draw: st.DrawFn) -> ScenarioParts:
     T = draw(decision_times(hot_zone, "transition" if dst_focus else None))
     quiet_focus = dst_focus or draw(st.integers(0, 2)) == 0  # a third are about quiet hours
     policy = draw(policy_dict(quiet_focus, hot_zone, DST_QUIET_PAIRS if dst_focus else None))
-    ids = draw(st.lists(st.sampled_from(CAMPAIGN_IDS), min_size=1, max_size=6, unique=True))
+    ids = draw(st.lists(st.sampled_from(CAMPAIGN_IDS), min_size=1, max_size=max_campaigns, unique=True))
     campaigns = [draw(campaign_dict(cid, quiet_focus)) for cid in ids]
+    return hot_zone, T, quiet_focus, policy, campaigns
+
+
+def _distinct_addresses(customers: list[CustomerRow]) -> list[CustomerRow]:
+    """The customers with every email and phone held by one profile only (after normalisation):
+    a later holder of a value gets a variant of it of its own, so that nothing links (SPEC §6)."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for n, c in enumerate(customers):
+        email, phone = c.email, c.phone
+        while email is not None and ("email", normalize("email", email)) in seen:
+            email = email.replace("@", f".{n}@", 1) if "@" in email else f"{email}.{n}"
+        while phone is not None and ("phone", normalize("phone", phone)) in seen:
+            phone = f"{phone}{n}"
+        for kind, value in (("email", email), ("phone", phone)):
+            if value is not None and not is_junk(normalize(kind, value)):
+                seen.add((kind, normalize(kind, value)))
+        out.append(CustomerRow(c.customer_id, email, phone, c.push_token, c.postal_address, c.timezone))
+    return out
+
+
+def _rows(
+    draw: st.DrawFn,
+    parts: ScenarioParts,
+    customer_ids: list[str],
+    scores: list[float],
+    max_candidates: int = 12,
+    persons: bool = False,
+) -> None:
+    """Candidates, consents, suppressions and history of the people ``customer_ids`` (and of an
+    unknown one now and then), added to ``parts``.  With ``persons``, history on a period
+    boundary is also put in the zone of another profile (a person's zone may be another
+    profile's)."""
+    T, policy, campaigns = parts.T, parts.policy, parts.campaigns
+    ids = [c["id"] for c in campaigns]
     by_id = {c["id"]: c for c in campaigns}
-    customer_ids = draw(st.lists(st.sampled_from(CUSTOMER_IDS), min_size=1, max_size=8, unique=True))
-    customers = [draw(customer_row(cid, hot_zone)) for cid in customer_ids]
     people = customer_ids + [UNKNOWN_CUSTOMER]
 
     def someone() -> str:
@@ -383,25 +440,23 @@ def scenario_parts(draw: st.DrawFn) -> ScenarioParts:
             else draw(st.sampled_from(customer_ids))
         )
 
-    candidates: list[CandidateRow] = []
-    for seq in range(draw(st.integers(1, 12))):
+    for seq in range(draw(st.integers(1, max_candidates))):
         campaign = by_id[draw(st.sampled_from(ids))]
         # Few people and campaigns: duplicates of (campaign, person) come by themselves.
         person = someone()
         channel = draw(st.sampled_from(campaign["channels"])) if draw(st.integers(0, 3)) == 0 else None
         offset = draw(st.sampled_from(EXPIRY_OFFSETS))
-        candidates.append(
+        parts.candidates.append(
             CandidateRow(
                 seq=seq,
                 campaign_id=campaign["id"],
                 customer_id=person,
-                score=draw(st.sampled_from([0.0, 0.5, 1.0, 1.0, 2.5])),
+                score=draw(st.sampled_from(scores)),
                 channel=channel,
                 expires_at=None if offset is None else T + offset,
             )
         )
 
-    consents: list[ConsentRow] = []
     seen: set[tuple[str, str, str]] = set()
     topics = sorted({_topic(c) for c in campaigns} | {"other"})
     for _ in range(draw(st.integers(0, 8))):
@@ -413,12 +468,11 @@ def scenario_parts(draw: st.DrawFn) -> ScenarioParts:
         if key in seen:
             continue
         seen.add(key)
-        consents.append(ConsentRow(*key, status=draw(st.sampled_from(["opt_in", "opt_out"]))))
+        parts.consents.append(ConsentRow(*key, status=draw(st.sampled_from(["opt_in", "opt_out"]))))
 
-    suppressions: list[SuppressionRow] = []
     pools = {
-        "email": EMAILS,
-        "sms": PHONES,
+        "email": EMAILS + [c.email for c in parts.customers if c.email],
+        "sms": PHONES + [c.phone for c in parts.customers if c.phone],
         "push": PUSH_TOKENS,
         "direct_mail": POSTAL,
         "audience": EMAILS + PHONES,
@@ -428,15 +482,15 @@ def scenario_parts(draw: st.DrawFn) -> ScenarioParts:
         address = draw(messy(pools[channel]))
         if address is None or not address.strip():
             continue
-        suppressions.append(SuppressionRow(channel=channel, address=address))
+        parts.suppressions.append(SuppressionRow(channel=channel, address=address))
 
     # History that decides caps: exactly on (or a minute either side of) the start of a
     # cap's window or of its period in the person's zone, or at some other time.
     cap_dicts = list(policy.get("caps", [])) + [c["frequency"] for c in campaigns if "frequency" in c]
     windows = sorted({WINDOW_DELTAS[c["window"]] for c in cap_dicts if "window" in c})
     periods = sorted({c["period"] for c in cap_dicts if "period" in c})
-    zone_of = {c.customer_id: effective_zone(c, policy["default_timezone"]) for c in customers}
-    history: list[HistoryRow] = []
+    zone_of = {c.customer_id: effective_zone(c, policy["default_timezone"]) for c in parts.customers}
+    zones = sorted(set(zone_of.values()) | {policy["default_timezone"]})
     for _ in range(draw(st.integers(0, 8))):
         customer_id = someone()
         campaign_id = draw(st.sampled_from([*ids, UNKNOWN_CAMPAIGN]))
@@ -447,6 +501,8 @@ def scenario_parts(draw: st.DrawFn) -> ScenarioParts:
             decided_at = T - draw(st.sampled_from(windows)) + nudge
         elif kind == "period" and periods:
             zone = zone_of.get(customer_id, policy["default_timezone"])
+            if persons and draw(st.booleans()):
+                zone = draw(st.sampled_from(zones))
             decided_at = period_boundary(T, zone, draw(st.sampled_from(periods))) + nudge
         else:
             decided_at = T - draw(st.sampled_from(HISTORY_OFFSETS))
@@ -459,7 +515,7 @@ def scenario_parts(draw: st.DrawFn) -> ScenarioParts:
             counts = _counts(known) if known is not None else True
         else:
             counts = counts_choice
-        history.append(
+        parts.history.append(
             HistoryRow(
                 customer_id=customer_id,
                 campaign_id=campaign_id,
@@ -472,22 +528,218 @@ def scenario_parts(draw: st.DrawFn) -> ScenarioParts:
             )
         )
 
-    return ScenarioParts(
-        T=T,
-        policy=policy,
-        campaigns=campaigns,
-        customers=customers,
-        candidates=candidates,
-        consents=consents,
-        suppressions=suppressions,
-        history=history,
-    )
+
+@st.composite
+def scenario_parts(draw: st.DrawFn) -> ScenarioParts:
+    """A scenario without identity: no identifiers, and no two profiles share an email or phone."""
+    hot_zone, T, _, policy, campaigns = _frame(draw)
+    customer_ids = draw(st.lists(st.sampled_from(CUSTOMER_IDS), min_size=1, max_size=8, unique=True))
+    customers = _distinct_addresses([draw(customer_row(cid, hot_zone)) for cid in customer_ids])
+    parts = ScenarioParts(T=T, policy=policy, campaigns=campaigns, customers=customers)
+    _rows(draw, parts, customer_ids, [0.0, 0.5, 1.0, 1.0, 2.5])
+    return parts
 
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[Scenario, datetime]:
-    """A validated ``(Scenario, T)``."""
+    """A validated ``(Scenario, T)`` without identity (every person is one profile)."""
     parts = draw(scenario_parts())
+    return parts.build(), parts.T
+
+
+# --------------------------------------------------------------------- identity
+
+#: The values of a few real people, each kind once.  Some start or end with the letter v.
+PEOPLE_VALUES: list[dict[str, str]] = [
+    {
+        "email": "ann@shop.test",
+        "phone": "+1 (555) 010-0199",
+        "login": "ann",
+        "cookie": "ck-ann-77",
+        "device": "dev-ann-1",
+        "push_token": "tok-ann",
+    },
+    {
+        "email": "vera@shop.tv",
+        "phone": "+44 20 7946 0958",
+        "login": "Vlad",
+        "cookie": "ck-v",
+        "device": "v-dev-2v",
+        "push_token": "vtok",
+    },
+    {
+        "email": "era@shop.tv",
+        "phone": "+49 30 123456",
+        "login": "olav",
+        "cookie": "ck-3",
+        "device": "dev-3",
+        "push_token": "tok-3v",
+    },
+]
+#: Values many profiles hold: a shop's front desk, a family tablet.
+SHARED_VALUES: dict[str, str] = {
+    "email": "frontdesk@shop.test",
+    "phone": "+1 555 000 1234",
+    "login": "guest",
+    "cookie": "ck-shared",
+    "device": "family-tablet",
+    "push_token": "tok-shared",
+}
+#: Junk: each normalises to a value that identifies no one (or to nothing at all).
+JUNK_VALUES = ["null", "N/A", "0000000", "--", "Unknown", "undefined", "anonymous", "x", "-.-", "NONE"]
+JUNK_PHONES = ["()", "+( ) -", "000-000-0000", "n/a"]
+#: Blocked values a policy may list (in spellings other than the profiles').
+BLOCKED_CHOICES = [
+    "FrontDesk@Shop.test ",
+    "+1-555-000-1234",
+    "GUEST",
+    "family-tablet",
+    "ANN@shop.test",
+    "test",
+]
+PADS = ["", "", " ", "\t", " \t", "  "]
+NOT_A_PROFILE = ["ghost", "nobody"]
+FIRST_SEEN_OFFSETS: list[timedelta | None] = [
+    None,
+    None,
+    timedelta(days=-30),
+    timedelta(minutes=-1),
+    timedelta(0),
+    timedelta(minutes=1),
+    timedelta(days=2),
+]
+
+
+@st.composite
+def spelling(draw: st.DrawFn, kind: str, value: str) -> str:
+    """``value`` written another way that normalises the same (SPEC §6) — or, for the kinds that
+    are only trimmed, now and then in another case (which does not)."""
+    pad_left, pad_right = draw(st.sampled_from(PADS)), draw(st.sampled_from(PADS))
+    if kind == "email":
+        value = draw(st.sampled_from([value, value, value.upper(), value.title(), value.swapcase()]))
+    elif kind == "phone":
+        digits = re.sub(r"[^0-9]", "", value)
+        value = draw(
+            st.sampled_from(
+                [
+                    value,
+                    digits,
+                    "+" + digits,
+                    f"+{digits[:1]} ({digits[1:4]}) {digits[4:7]}-{digits[7:]}",
+                    ".".join([digits[:1], digits[1:4], digits[4:7], digits[7:]]),
+                    f"{digits[:-4]} {digits[-4:]}",
+                ]
+            )
+        )
+    elif draw(st.integers(0, 5)) == 0:
+        value = value.upper() if value != value.upper() else value.lower()
+    return pad_left + value + pad_right
+
+
+@st.composite
+def identity_value(draw: st.DrawFn, kind: str, group: int) -> str:
+    """A value of ``kind`` for a profile of person ``group``: mostly that person's own (in some
+    spelling), sometimes another person's, a shared one, a blocked or a junk one."""
+    choice = draw(
+        st.sampled_from(["own", "own", "own", "own", "other", "shared", "shared", "blocked", "junk"])
+    )
+    if choice == "own":
+        return draw(spelling(kind, PEOPLE_VALUES[group][kind]))
+    if choice == "other":
+        return draw(spelling(kind, draw(st.sampled_from(PEOPLE_VALUES))[kind]))
+    if choice == "shared":
+        return draw(spelling(kind, SHARED_VALUES[kind]))
+    if choice == "blocked":
+        return draw(st.sampled_from(BLOCKED_CHOICES))
+    junk = JUNK_VALUES + (JUNK_PHONES if kind == "phone" else [])
+    return draw(st.sampled_from(PADS)) + draw(st.sampled_from(junk)) + draw(st.sampled_from(PADS))
+
+
+@st.composite
+def identity_policy(draw: st.DrawFn) -> dict[str, Any] | None:
+    """The policy's ``identity:`` keys, or None for the defaults."""
+    if draw(st.integers(0, 4)) == 0:
+        return None
+    out: dict[str, Any] = {}
+    if draw(st.integers(0, 2)) == 0:
+        out["link_on"] = draw(st.lists(st.sampled_from(list(KINDS)), max_size=4, unique=True))
+    if draw(st.integers(0, 3)) > 0:
+        out["max_profiles_per_value"] = draw(st.sampled_from([1, 2, 2, 3, 3, 4]))
+    if draw(st.booleans()):
+        out["blocked_values"] = draw(st.lists(st.sampled_from(BLOCKED_CHOICES), min_size=1, max_size=3))
+    return out
+
+
+@st.composite
+def profile_row(draw: st.DrawFn, customer_id: str, group: int, hot_zone: str) -> CustomerRow:
+    """A profile of person ``group``: its own columns from that person's values (or others), some
+    missing — a profile without any address now and then, so that the fallback matters."""
+    bare = draw(st.integers(0, 4)) == 0
+
+    def column(kind: str) -> str | None:
+        if bare or draw(st.integers(0, 3)) == 0:
+            return draw(st.sampled_from([None, None, "", " ", "\t"]))
+        return draw(identity_value(kind, group))
+
+    return CustomerRow(
+        customer_id=customer_id,
+        email=column("email"),
+        phone=column("phone"),
+        push_token=column("push_token"),
+        postal_address=None if bare or draw(st.booleans()) else draw(st.sampled_from(POSTAL)),
+        timezone=draw(st.sampled_from([*TIMEZONES, hot_zone])),
+    )
+
+
+@st.composite
+def identity_scenario_parts(draw: st.DrawFn) -> ScenarioParts:
+    """A scenario of overlapping profiles (SPEC §6): 2–7 profiles of 1–3 people, linked (or not)
+    through their own columns and ``identifiers.csv``."""
+    hot_zone, T, _, policy, campaigns = _frame(draw, max_campaigns=4)
+    identity = draw(identity_policy())
+    if identity is not None:
+        policy["identity"] = identity
+    customer_ids = draw(st.lists(st.sampled_from(CUSTOMER_IDS), min_size=2, max_size=7, unique=True))
+    n_people = draw(st.integers(1, len(PEOPLE_VALUES)))
+    group_of = {cid: draw(st.integers(0, n_people - 1)) for cid in customer_ids}
+    customers = [draw(profile_row(cid, group_of[cid], hot_zone)) for cid in customer_ids]
+    parts = ScenarioParts(T=T, policy=policy, campaigns=campaigns, customers=customers)
+
+    def first_seen() -> datetime | None:
+        offset = draw(st.sampled_from(FIRST_SEEN_OFFSETS))
+        return None if offset is None else T + offset
+
+    for cid in customer_ids:
+        for _ in range(draw(st.integers(0, 3))):
+            kind = draw(st.sampled_from(list(KINDS)))
+            value = draw(identity_value(kind, group_of[cid]))
+            parts.identifiers.append(IdentifierRow(cid, kind, value, first_seen()))
+    # identifiers of customer ids that are no profile: they link and count no one
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(list(KINDS)))
+        value = draw(st.sampled_from([SHARED_VALUES[kind], draw(st.sampled_from(PEOPLE_VALUES))[kind]]))
+        parts.identifiers.append(
+            IdentifierRow(
+                draw(st.sampled_from(NOT_A_PROFILE)), kind, draw(spelling(kind, value)), first_seen()
+            )
+        )
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(list(KINDS)))
+        value = draw(st.sampled_from([SHARED_VALUES[kind], draw(st.sampled_from(PEOPLE_VALUES))[kind]]))
+        parts.exclusions.append(ExclusionRow(kind, draw(spelling(kind, value))))
+    # Identifier values are cells of identifiers.csv: never blank (a blank cell is bad input).
+    parts.identifiers = [i for i in parts.identifiers if i.value.strip()]
+    parts.exclusions = [e for e in parts.exclusions if e.value.strip()]
+
+    # Equal scores are common: which profile's row of a campaign wins is then the tie-break.
+    _rows(draw, parts, customer_ids, [0.0, 1.0, 1.0, 2.5], max_candidates=14, persons=True)
+    return parts
+
+
+@st.composite
+def identity_scenarios(draw: st.DrawFn) -> tuple[Scenario, datetime]:
+    """A validated ``(Scenario, T)`` of overlapping profiles (SPEC §6)."""
+    parts = draw(identity_scenario_parts())
     return parts.build(), parts.T
 
 
@@ -555,4 +807,14 @@ def write_scenario_dir(parts: ScenarioParts, directory: Path) -> None:
             [h.customer_id, h.campaign_id, h.channel, h.decided_at, ";".join(h.tags), h.counts]
             for h in parts.history
         ],
+    )
+    _write_csv(
+        directory / "identifiers.csv",
+        ["customer_id", "kind", "value", "first_seen"],
+        [[i.customer_id, i.kind, i.value, i.first_seen] for i in parts.identifiers],
+    )
+    _write_csv(
+        directory / "exclusions.csv",
+        ["kind", "value"],
+        [[e.kind, e.value] for e in parts.exclusions],
     )

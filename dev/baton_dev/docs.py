@@ -42,6 +42,7 @@ from pydantic.fields import FieldInfo
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from baton.arbitration import scenario
+from baton.identity.normalize import KINDS, MAX_VALUE_LENGTH
 from baton.spec.durations import format_duration
 from baton.spec.enums import OUTCOME_MEANING, Category, Channel, Outcome
 from baton.spec.models import Between, Campaign, Policy, Shape
@@ -480,6 +481,10 @@ quiet_hours:                  # the person's local time; start later than end wr
 channels:
   email: {consent: opt_out, connection: baton_smtp, rate_per_second: 200}
   sms: {consent: opt_in, connection: baton_sms, rate_per_second: 20}
+identity:                     # how profiles are linked into one person
+  link_on: [email, phone, login, device]
+  max_profiles_per_value: 10  # a value held by more profiles links no one
+  blocked_values: [test@example.com, "+1 555 000 0000"]
 """
 
 POLICY_INTRO = {
@@ -496,6 +501,11 @@ time zone (or `default_timezone`). Transactional messages ignore quiet hours."""
     "ChannelSettings": """\
 Consent mode and delivery settings of one channel. A channel that is not listed, and any key
 left out, takes its default.""",
+    "IdentityPolicy": """\
+How profiles (rows of `customers`) are linked into one person: two profiles sharing a
+normalised value of a kind in `link_on` are one person, unless the value identifies no one
+(junk, blocked, held by too many profiles, or excluded). Caps, control groups and the ranking
+are per person; see [outcomes.md](outcomes.md#identity-one-person-across-profiles).""",
 }
 
 
@@ -579,11 +589,52 @@ outcome is `quiet_hours` instead and nothing is sent.
 
 `bucket(key)` is the first 8 hexadecimal digits of the SHA-256 of the UTF-8 `key`, read as an
 integer, modulo 10000. A person is in the **global control group** when
-`bucket(holdout_salt + ":" + customer_id) < global_control_percent × 100`, and in a
-**campaign's holdout** when `bucket(campaign_id + ":" + customer_id) < holdout_percent × 100`.
+`bucket(holdout_salt + ":" + person_id) < global_control_percent × 100`, and in a
+**campaign's holdout** when `bucket(campaign_id + ":" + person_id) < holdout_percent × 100`
+(see [Identity](#identity-one-person-across-profiles); a profile linked to no one is a person
+whose `person_id` is its `customer_id`).
 So a person stays in the same group from cycle to cycle (as long as the salt and the
 percentages stay the same). Holdout outcomes are
 recorded like any other: they are the baseline of measurement.
+
+## Identity: one person across profiles
+
+A **profile** is a row of `customers`; one person often has several (a guest checkout, an
+account, an app install). Baton links profiles into **persons** before it decides, and every
+rule on this page is evaluated per person.
+
+- An **identifier** is a `(kind, value)` seen on a profile; the kinds are `email`, `phone`,
+  `login`, `cookie`, `device` and `push_token`. A profile's own `email`, `phone` and
+  `push_token` are identifiers of it too — and its only addresses: identifiers from elsewhere
+  only link.
+- Values are **normalised** before any comparison: `email` trimmed and lower-cased, `phone`
+  reduced to its digits (`+1 (555) 010-0199` is `15550100199`), every other kind trimmed. A
+  value that is then empty, made only of the characters `0 - . x X`, one of `null`, `none`,
+  `unknown`, `anonymous`, `undefined`, `n/a` (any case), or listed in the policy's
+  `identity.blocked_values` identifies no one.
+- Two profiles are **linked** when they share a value of a kind in `identity.link_on`, unless
+  more than `identity.max_profiles_per_value` profiles hold it at the decision time (a shop's
+  front-desk address, a family tablet) or it is excluded (`baton identity exclude`;
+  `exclusions.csv` in a scenario). An identifier counts from its `first_seen` on, so a backfill
+  decides with the identity of its time.
+- A **person** is a group of profiles linked directly or through others. Its `person_id` is
+  the `customer_id` of its earliest-created profile (ties, and `baton simulate`: the smallest
+  id, byte order).
+
+What changes for a person of several profiles:
+
+- The candidates of all its profiles form one ranking. Of several rows of one campaign only
+  one is an alternative: the highest score, then the smallest `customer_id`, then the first
+  returned; the others get no decision at all.
+- A channel's address is the row's own profile's; where that profile has none, the first one
+  among the person's profiles, the `person_id`'s first, then by `customer_id`. Suppressions and
+  consent concern that address.
+- An opt-out on any of the person's profiles counts; an opt-in counts only from the profile
+  whose address is used (an SMS opt-in belongs to the phone that gave it).
+- One time zone per person: the first valid one among its profiles, in the same order, else
+  `default_timezone`.
+- Control groups bucket the `person_id`, and caps count the person's messages whichever
+  profile they went to.
 
 ## Every decision is kept
 
@@ -629,7 +680,8 @@ def outcomes_page() -> str:
             "A **cycle** is one run of the arbitration DAG (`baton_arbitration`, scheduled by the policy's\n"
             "`cycle.schedule`). Its decision time **T** is the run's data interval end, never the wall\n"
             "clock, so a rerun or a backfill of the same cycle decides exactly the same way. People are\n"
-            "independent: every rule below is evaluated per person.\n\n",
+            "independent: every rule below is evaluated per person (a person may be several profiles:\n"
+            "see [Identity](#identity-one-person-across-profiles)).\n\n",
             "Each candidate row of a campaign becomes one **alternative** per channel of the campaign\n"
             "(only the row's `channel`, when it names one). Every alternative gets exactly one\n"
             "**outcome**. The checks run in this order; the first that applies decides:\n\n",
@@ -656,7 +708,8 @@ def _scenario_texts() -> dict[str, tuple[Sequence[str], Sequence[str], str]]:
         "customers.csv": (
             scenario.CUSTOMER_COLUMNS,
             (),
-            "Required. One row per person. Empty address cells mean the person has no such address; "
+            "Required. One row per profile (profiles that share a value, e.g. an email, can be one "
+            "person: see `identifiers.csv`). Empty address cells mean the profile has no such address; "
             "an empty or unknown `timezone` means `default_timezone`.",
         ),
         "candidates.csv": (
@@ -681,7 +734,25 @@ def _scenario_texts() -> dict[str, tuple[Sequence[str], Sequence[str], str]]:
             scenario.HISTORY_OPTIONAL_COLUMNS,
             "Optional. Messages decided in earlier cycles, for caps. `tags` is `;`-separated (default: "
             "that campaign's tags); `counts` is `true` or `false` (default: that campaign's "
-            "`counts_toward_caps`, true for a campaign the scenario does not define).",
+            "`counts_toward_caps`, true for a campaign the scenario does not define). A row counts for "
+            "the person of its `customer_id`, whichever of the person's profiles it went to.",
+        ),
+        "identifiers.csv": (
+            scenario.IDENTIFIER_COLUMNS,
+            scenario.IDENTIFIER_OPTIONAL_COLUMNS,
+            "Optional. Identifiers seen on profiles, which link profiles into persons (see "
+            "[Identity](outcomes.md#identity-one-person-across-profiles)). `kind` is one of "
+            f"{', '.join(code(k) for k in KINDS)}; an empty `first_seen` means always known, "
+            "otherwise the identifier links only cycles decided at or after it. A row whose "
+            "`customer_id` is not in `customers.csv` is ignored. An unknown `kind`, an empty `value` or "
+            f"one longer than {MAX_VALUE_LENGTH} characters is an error.",
+        ),
+        "exclusions.csv": (
+            scenario.EXCLUSION_COLUMNS,
+            (),
+            "Optional. Identifier values that link no one (a wrong merge undone, as "
+            "`baton identity exclude` does in the store); `value` is normalised as its `kind` and "
+            "compared exactly with the normalised values.",
         ),
     }
 
@@ -725,7 +796,10 @@ def scenario_format() -> str:
         "alternative, sorted by `customer_id`, `campaign_id`, `channel` (byte order); times in ISO\n"
         "8601 UTC with a `Z`. `reason` is the cap's name for `capped` and may carry a short detail for\n"
         "other outcomes; `send_at` is empty unless the outcome is `selected` (see\n"
-        "[outcomes.md](outcomes.md)).\n\n",
+        "[outcomes.md](outcomes.md)). `person_id` is the person the row was decided for: the smallest\n"
+        "`customer_id` of the profiles linked into one person (a profile linked to no one is its own\n"
+        "person), empty for a `customer_id` that is not in `customers.csv`. Of several rows of one\n"
+        "campaign for one person only one is decided: the others have no row at all.\n\n",
         "Bad input — a missing column, an unparsable time, an unknown channel or campaign, a channel\n"
         "the campaign does not have, an invalid campaign or policy file — is an error naming the file\n"
         "and row, with exit status 2.\n\n",
@@ -882,7 +956,7 @@ def index_page() -> str:
                 (f"[Campaign files]({CAMPAIGN_PAGE})", "every key of `dags/campaigns/<id>.yaml`"),
                 (
                     f"[The policy file]({POLICY_PAGE})",
-                    "every key of `dags/policy.yaml`: cycle, caps, quiet hours, channels",
+                    "every key of `dags/policy.yaml`: cycle, caps, quiet hours, channels, identity",
                 ),
                 (
                     f"[Outcomes]({OUTCOMES_PAGE})",

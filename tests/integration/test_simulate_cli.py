@@ -33,7 +33,7 @@ def test_simulate_matches_reference(tmp_path: Path) -> None:
     write_decisions_csv(decide_reference(load_scenario(BASIC), parse_at(AT)), expected)
     got = out.read_text(encoding="utf-8").splitlines()
     want = expected.read_text(encoding="utf-8").splitlines()
-    assert got[0] == want[0] == "customer_id,campaign_id,channel,outcome,reason,send_at"
+    assert got[0] == want[0] == "customer_id,campaign_id,channel,outcome,reason,send_at,person_id"
     # The engine may add a short detail to reason for outcomes other than capped.
     strip = [
         ",".join(
@@ -55,6 +55,26 @@ def test_simulate_bad_scenario_exits_2(tmp_path: Path) -> None:
     code, output = _run("simulate", str(scen), "--at", AT, "--out", str(out))
     assert code == 2, output
     assert "candidates.csv:3" in " ".join(output.split())
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "where"),
+    [
+        ("identifiers.csv", "customer_id,kind,value\nc1,login,ann\nc2,username,bob\n", "identifiers.csv:3"),
+        ("identifiers.csv", "customer_id,kind,value,first_seen\nc1,login,ann,soon\n", "identifiers.csv:2"),
+        ("exclusions.csv", "kind,value\nemail,\n", "exclusions.csv:2"),
+    ],
+)
+def test_simulate_bad_identity_files_exit_2(tmp_path: Path, file: str, text: str, where: str) -> None:
+    scen = tmp_path / "scen"
+    shutil.copytree(BASIC, scen)
+    (scen / file).write_text(text, encoding="utf-8")
+    out = tmp_path / "d.csv"
+    code, output = _run("simulate", str(scen), "--at", AT, "--out", str(out))
+    assert code == 2, output
+    assert where in " ".join(output.split())
+    assert "Traceback" not in output
     assert not out.exists()
 
 

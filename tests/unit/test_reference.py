@@ -60,9 +60,10 @@ def campaign(cid: str, channels: tuple[str, ...] = ("email",), **kw: Any) -> Cam
 
 
 def person(cid: str = "c1", **kw: Any) -> CustomerRow:
+    """A profile whose email and phone are its own: profiles made here link no one (SPEC §6)."""
     fields: dict[str, Any] = {
         "email": f"{cid}@example.com",
-        "phone": "+15550001",
+        "phone": "+15550001" if cid == "c1" else "+1555" + "".join(f"{b:03d}" for b in cid.encode()),
         "push_token": f"tok-{cid}",
         "postal_address": "1 Main St",
         "timezone": "America/New_York",
@@ -955,23 +956,23 @@ def test_people_are_independent() -> None:
 
 
 BASIC_EXPECTED = """\
-c1,abandoned_cart,email,capped,campaign_frequency,
-c1,abandoned_cart,push,channel_alternative,,
-c1,newsletter,email,capped,daily_total,
-c1,order_confirmation,email,selected,,2026-03-02T12:00:00Z
-c1,price_drop,email,channel_alternative,,
-c1,price_drop,push,selected,,2026-03-02T13:00:00Z
-c1,sms_flash,sms,quiet_hours,,
-c2,abandoned_cart,email,expired,,
-c2,abandoned_cart,push,expired,,
-c2,newsletter,email,no_consent,,
-c3,price_drop,email,unreachable,,
-c3,price_drop,push,unreachable,,
-c3,sms_flash,sms,no_consent,,
-c4,abandoned_cart,push,selected,,2026-03-02T13:00:00Z
-c4,newsletter,email,suppressed,,
-ghost,order_confirmation,email,unknown_customer,,
-ghost,order_confirmation,sms,unknown_customer,,
+c1,abandoned_cart,email,capped,campaign_frequency,,c1
+c1,abandoned_cart,push,channel_alternative,,,c1
+c1,newsletter,email,capped,daily_total,,c1
+c1,order_confirmation,email,selected,,2026-03-02T12:00:00Z,c1
+c1,price_drop,email,channel_alternative,,,c1
+c1,price_drop,push,selected,,2026-03-02T13:00:00Z,c1
+c1,sms_flash,sms,quiet_hours,,,c1
+c2,abandoned_cart,email,expired,,,c2
+c2,abandoned_cart,push,expired,,,c2
+c2,newsletter,email,no_consent,,,c2
+c3,price_drop,email,unreachable,,,c3
+c3,price_drop,push,unreachable,,,c3
+c3,sms_flash,sms,no_consent,,,c3
+c4,abandoned_cart,push,selected,,2026-03-02T13:00:00Z,c4
+c4,newsletter,email,suppressed,,,c4
+ghost,order_confirmation,email,unknown_customer,,,
+ghost,order_confirmation,sms,unknown_customer,,,
 """
 
 
@@ -983,14 +984,18 @@ def test_basic_scenario_worked_by_hand(tmp_path: Path) -> None:
     channel alternative; price_drop's push is quiet until 08:00 EST and takes the second
     daily_total slot, so the newsletter is capped; sms_flash's quiet hours end (09:00 EST)
     after it expires.  c4's timezone is invalid (New York by default) and its email is
-    suppressed as " DEE@Example.com ".
+    suppressed as " DEE@Example.com ".  No two profiles share a value: every person is one
+    profile (person_id = customer_id; empty for the unknown ghost).
     """
     from baton.arbitration.scenario import write_decisions_csv
 
     s = load_scenario(Path(__file__).parent / "scenarios" / "basic")
     out = tmp_path / "d.csv"
     write_decisions_csv(decide_reference(s, parse_at("2026-03-02T12:00:00Z")), out)
-    assert out.read_text() == "customer_id,campaign_id,channel,outcome,reason,send_at\n" + BASIC_EXPECTED
+    assert (
+        out.read_text()
+        == "customer_id,campaign_id,channel,outcome,reason,send_at,person_id\n" + BASIC_EXPECTED
+    )
 
 
 # ------------------------------------------------------------------------- invariants

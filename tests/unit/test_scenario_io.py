@@ -15,7 +15,9 @@ from baton.arbitration.scenario import (
     ConsentRow,
     CustomerRow,
     Decision,
+    ExclusionRow,
     HistoryRow,
+    IdentifierRow,
     Scenario,
     SuppressionRow,
     decisions_key,
@@ -25,7 +27,8 @@ from baton.arbitration.scenario import (
     write_decisions_csv,
 )
 from baton.errors import BatonError, InputError
-from strategies import ScenarioParts, scenario_parts, write_scenario_dir
+from baton.identity.normalize import MAX_VALUE_LENGTH
+from strategies import ScenarioParts, identity_scenario_parts, scenario_parts, write_scenario_dir
 
 pytestmark = pytest.mark.unit
 
@@ -101,8 +104,41 @@ def test_optional_files(scen: Path) -> None:
     for name in ("consents.csv", "suppressions.csv", "history.csv"):
         (scen / name).unlink()
     s = load_scenario(scen)
-    assert s.consents == s.suppressions == s.history == ()
+    assert s.consents == s.suppressions == s.history == s.identifiers == s.exclusions == ()
     assert len(s.candidates) == 13
+
+
+def test_identifiers_and_exclusions(scen: Path) -> None:
+    write(
+        scen / "identifiers.csv",
+        "customer_id,kind,value,first_seen\n"
+        "c1,login, Ann ,\n"
+        "c2,phone,+1 (555) 010-0199,2026-03-01T10:00:00+01:00\n"
+        "nobody,device,dev-1,2026-03-01\n"  # no profile: kept, and ignored when deciding
+        "c1,login,Ann,2026-03-05T00:00:00Z\n",  # a duplicate is no error
+    )
+    write(scen / "exclusions.csv", "value,kind\nFrontDesk@Shop.test ,email\nguest,login\n")
+    s = load_scenario(scen)
+    assert s.identifiers == (
+        IdentifierRow("c1", "login", "Ann"),  # trimmed like every cell; empty first_seen: always known
+        IdentifierRow("c2", "phone", "+1 (555) 010-0199", datetime(2026, 3, 1, 9, 0, tzinfo=UTC)),
+        IdentifierRow("nobody", "device", "dev-1", datetime(2026, 3, 1, 0, 0, tzinfo=UTC)),
+        IdentifierRow("c1", "login", "Ann", datetime(2026, 3, 5, 0, 0, tzinfo=UTC)),
+    )
+    assert s.exclusions == (ExclusionRow("email", "FrontDesk@Shop.test"), ExclusionRow("login", "guest"))
+
+
+def test_identifiers_first_seen_is_optional(scen: Path) -> None:
+    write(scen / "identifiers.csv", "customer_id,kind,value\nc1,cookie,ck-1\n")
+    assert load_scenario(scen).identifiers == (IdentifierRow("c1", "cookie", "ck-1"),)
+
+
+def test_identifier_values_up_to_the_limit_are_accepted(scen: Path) -> None:
+    value = "d" * MAX_VALUE_LENGTH
+    write(scen / "identifiers.csv", f"customer_id,kind,value\nc1,device,{value}\n")
+    write(scen / "exclusions.csv", f"kind,value\ndevice,{value}\n")
+    s = load_scenario(scen)
+    assert s.identifiers[0].value == s.exclusions[0].value == value
 
 
 def test_history_defaults(scen: Path) -> None:
@@ -295,6 +331,80 @@ def test_template_folder_is_used(scen: Path) -> None:
             "history.csv:1",
             ["missing column", "channel"],
         ),
+        (
+            "identifiers.csv",
+            "customer_id,kind,value\nc1,login,ann\nc1,Email,ann@x.test\n",
+            "identifiers.csv:3",
+            [
+                "unknown kind",
+                "'Email'",
+                "did you mean 'email'",
+                "email, phone, login, cookie, device, push_token",
+            ],
+        ),
+        (
+            "identifiers.csv",
+            "customer_id,kind,value\nc1,fax,123\n",
+            "identifiers.csv:2",
+            ["unknown kind", "'fax'", "email, phone, login, cookie, device, push_token"],
+        ),
+        (
+            "identifiers.csv",
+            "customer_id,kind,value\nc1,,123\n",
+            "identifiers.csv:2",
+            ["kind is empty", "email, phone"],
+        ),
+        (
+            "identifiers.csv",
+            "customer_id,kind,value\nc1,login, \t \n",
+            "identifiers.csv:2",
+            ["value is empty"],
+        ),
+        (
+            "identifiers.csv",
+            "customer_id,kind,value\n,login,ann\n",
+            "identifiers.csv:2",
+            ["customer_id is empty"],
+        ),
+        (
+            "identifiers.csv",
+            f"customer_id,kind,value\nc1,cookie,{'x' * (MAX_VALUE_LENGTH + 1)}\n",
+            "identifiers.csv:2",
+            [f"{MAX_VALUE_LENGTH + 1} characters", f"more than {MAX_VALUE_LENGTH}"],
+        ),
+        (
+            "identifiers.csv",
+            "customer_id,kind,value,first_seen\nc1,login,ann,last week\n",
+            "identifiers.csv:2",
+            ["first_seen", "'last week'", "ISO 8601"],
+        ),
+        (
+            "identifiers.csv",
+            "customer_id,kind\nc1,login\n",
+            "identifiers.csv:1",
+            ["missing column", "value"],
+        ),
+        (
+            "identifiers.csv",
+            "customer_id,kind,value,source\nc1,login,ann,crm\n",
+            "identifiers.csv:1",
+            ["unknown column", "'source'", "customer_id,kind,value,first_seen"],
+        ),
+        (
+            "exclusions.csv",
+            "kind,value\nemail,a@b.c\nEMAIL,x@y.z\n",
+            "exclusions.csv:3",
+            ["unknown kind", "'EMAIL'", "did you mean 'email'"],
+        ),
+        ("exclusions.csv", "kind,value\nlogin,\n", "exclusions.csv:2", ["value is empty"]),
+        ("exclusions.csv", "kind,value\n,guest\n", "exclusions.csv:2", ["kind is empty"]),
+        (
+            "exclusions.csv",
+            f"kind,value\nlogin,{'g' * (MAX_VALUE_LENGTH + 1)}\n",
+            "exclusions.csv:2",
+            [f"more than {MAX_VALUE_LENGTH}"],
+        ),
+        ("exclusions.csv", "value\nguest\n", "exclusions.csv:1", ["missing column", "kind"]),
     ],
 )
 def test_bad_input_names_file_and_row(scen: Path, file: str, text: str, where: str, words: list[str]) -> None:
@@ -394,8 +504,8 @@ def test_format_utc() -> None:
 def test_write_decisions_csv(tmp_path: Path) -> None:
     at = datetime(2026, 3, 1, 21, 0, tzinfo=UTC)
     decisions = [
-        Decision("a1", "promo", "sms", "selected", None, at),
-        Decision("B3", "promo", "email", "capped", "daily_total", None),
+        Decision("a1", "promo", "sms", "selected", None, at, "a1"),
+        Decision("B3", "promo", "email", "capped", "daily_total", None, "B3"),
         Decision(
             "ä5",
             "promo",
@@ -404,31 +514,33 @@ def test_write_decisions_csv(tmp_path: Path) -> None:
             None,
             datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(hours=-5))),
         ),
-        Decision("a1", "promo", "email", "channel_alternative", None, None),
-        Decision("Z", "b_x", "push", "no_consent", None, None),
-        Decision("Z", "a,b", "push", "expired", None, None),
-        Decision("_x", "promo", "email", "selected", None, at),
-        Decision("a1", "newsletter", "email", "holdout_global", None, None),
+        Decision("a1", "promo", "email", "channel_alternative", None, None, "a1"),
+        Decision("Z", "b_x", "push", "no_consent", None, None, "B3"),
+        Decision("Z", "a,b", "push", "expired", None, None, "B3"),
+        Decision("_x", "promo", "email", "selected", None, at, "_x,y"),
+        Decision("a1", "newsletter", "email", "holdout_global", None, None, "a1"),
+        Decision("ghost", "promo", "email", "unknown_customer"),
     ]
     out = tmp_path / "decisions.csv"
     assert write_decisions_csv(decisions, out) == len(decisions)
     assert out.read_text(encoding="utf-8") == (
-        "customer_id,campaign_id,channel,outcome,reason,send_at\n"
-        "B3,promo,email,capped,daily_total,\n"
-        'Z,"a,b",push,expired,,\n'
-        "Z,b_x,push,no_consent,,\n"
-        "_x,promo,email,selected,,2026-03-01T21:00:00Z\n"
-        "a1,newsletter,email,holdout_global,,\n"
-        "a1,promo,email,channel_alternative,,\n"
-        "a1,promo,sms,selected,,2026-03-01T21:00:00Z\n"
-        "ä5,promo,email,selected,,2026-03-02T14:00:00Z\n"
+        "customer_id,campaign_id,channel,outcome,reason,send_at,person_id\n"
+        "B3,promo,email,capped,daily_total,,B3\n"
+        'Z,"a,b",push,expired,,,B3\n'
+        "Z,b_x,push,no_consent,,,B3\n"
+        '_x,promo,email,selected,,2026-03-01T21:00:00Z,"_x,y"\n'
+        "a1,newsletter,email,holdout_global,,,a1\n"
+        "a1,promo,email,channel_alternative,,,a1\n"
+        "a1,promo,sms,selected,,2026-03-01T21:00:00Z,a1\n"
+        "ghost,promo,email,unknown_customer,,,\n"
+        "ä5,promo,email,selected,,2026-03-02T14:00:00Z,\n"
     )
 
 
 def test_write_decisions_csv_empty(tmp_path: Path) -> None:
     out = tmp_path / "d.csv"
     assert write_decisions_csv([], out) == 0
-    assert out.read_text() == "customer_id,campaign_id,channel,outcome,reason,send_at\n"
+    assert out.read_text() == "customer_id,campaign_id,channel,outcome,reason,send_at,person_id\n"
 
 
 def test_write_decisions_csv_bad_path(tmp_path: Path) -> None:
@@ -464,12 +576,21 @@ def _as_loaded(parts: ScenarioParts, s: Scenario) -> Scenario:
         for c in parts.customers
     )
     suppressions = tuple(SuppressionRow(x.channel, x.address.strip()) for x in parts.suppressions)
+    identifiers = tuple(dataclasses.replace(i, value=i.value.strip()) for i in parts.identifiers)
+    exclusions = tuple(dataclasses.replace(e, value=e.value.strip()) for e in parts.exclusions)
     history = []
     for h in parts.history:
         campaign = s.campaigns.get(h.campaign_id)
         tags = h.tags or (tuple(campaign.tags) if campaign is not None else ())
         history.append(dataclasses.replace(h, tags=tags))
-    return dataclasses.replace(s, customers=customers, suppressions=suppressions, history=tuple(history))
+    return dataclasses.replace(
+        s,
+        customers=customers,
+        suppressions=suppressions,
+        history=tuple(history),
+        identifiers=identifiers,
+        exclusions=exclusions,
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -482,10 +603,27 @@ def test_round_trip_through_files(tmp_path_factory: pytest.TempPathFactory, part
     assert loaded == _as_loaded(parts, built)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=identity_scenario_parts())
+def test_round_trip_through_files_with_identity(
+    tmp_path_factory: pytest.TempPathFactory, parts: ScenarioParts
+) -> None:
+    """identifiers.csv and exclusions.csv (blanks and tabs around values, junk, first_seen) and the
+    policy's identity keys come back as written, cells trimmed."""
+    directory = tmp_path_factory.mktemp("rt")
+    write_scenario_dir(parts, directory)
+    built = parts.build()
+    loaded = load_scenario(directory)
+    assert loaded == _as_loaded(parts, built)
+    assert loaded.policy.identity == built.policy.identity
+
+
 @pytest.mark.parametrize(
     ("entry", "hint"),
     [
         ("consent.csv", "did you mean 'consents.csv'"),
+        ("identifier.csv", "did you mean 'identifiers.csv'"),
+        ("exclusion.csv", "did you mean 'exclusions.csv'"),
         ("Customers.csv", "did you mean 'customers.csv'"),
         ("notes.txt", "baton simulate reads only"),
         ("campaign/", "did you mean 'campaigns'"),

@@ -1,9 +1,10 @@
 """File-based arbitration scenarios for ``baton simulate`` (SPEC.md §5).
 
 A scenario directory holds ``policy.yaml``, ``campaigns/*.yaml`` and CSV files for
-customers, candidates and (optionally) consents, suppressions and history.  This module
-reads such a directory into plain, frozen rows (:class:`Scenario`), parses the
-``--at`` option and writes the resulting :class:`Decision` rows as ``decisions.csv``.
+customers, candidates and (optionally) consents, suppressions, history, identifiers and
+exclusions (SPEC §6).  This module reads such a directory into plain, frozen rows
+(:class:`Scenario`), parses the ``--at`` option and writes the resulting :class:`Decision`
+rows as ``decisions.csv``.
 
 It knows nothing about Airflow or the database: the SQL engine
 (:mod:`baton.arbitration.simulate`) loads a :class:`Scenario` into the store, and the
@@ -14,18 +15,22 @@ Conventions, shared by every CSV file:
 * UTF-8 (a byte-order mark is accepted); the first line is the header; line numbers in
   error messages count the header as line 1.
 * Columns may come in any order; a missing column or an unknown column is an error
-  (only ``tags`` and ``counts`` of ``history.csv`` may be left out).
+  (only ``tags`` and ``counts`` of ``history.csv`` and ``first_seen`` of
+  ``identifiers.csv`` may be left out).
 * Cells are trimmed; an empty cell means *missing*.  Blank lines are skipped.
 * Times are ISO 8601; a time without an offset is UTC; a trailing ``Z`` is accepted.
   Every time is returned as an aware UTC ``datetime``.
 
 Beyond SPEC §5's list, these are errors too: a duplicate ``customer_id``, two consent
-rows for one (customer, channel, topic), an empty suppression address, and a campaign or
+rows for one (customer, channel, topic), an empty suppression address, an identifier or
+exclusion value longer than ``baton.identity.normalize.MAX_VALUE_LENGTH``, and a campaign or
 policy file that ``baton validate`` would reject (its ``file:line: field: message``
-lines are passed on).  Unknown people in consents or history and unknown campaigns in
-history are not errors: they simply never match.  Campaign files are validated with the
-scenario's own ``templates/`` folder, so a campaign whose email uses ``template:`` needs
-that file there.
+lines are passed on).  Unknown people in consents, history or identifiers and unknown
+campaigns in history are not errors: they simply never match (an identifier of a
+``customer_id`` that is no profile links no one).  Duplicate identifier or exclusion rows
+are not errors either: an identifier is known from the earliest ``first_seen`` of its
+rows.  Campaign files are validated with the scenario's own ``templates/`` folder, so a
+campaign whose email uses ``template:`` needs that file there.
 
 Every problem raises :class:`baton.errors.InputError` with ``file:line: problem; what
 to do`` so that the CLI can print it and exit with status 2.
@@ -45,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from baton.errors import BatonError, InputError
+from baton.identity.normalize import KINDS, MAX_VALUE_LENGTH
 from baton.spec.enums import Channel, Outcome
 
 if TYPE_CHECKING:
@@ -58,7 +64,9 @@ __all__ = [
     "ConsentRow",
     "CustomerRow",
     "Decision",
+    "ExclusionRow",
     "HistoryRow",
+    "IdentifierRow",
     "Scenario",
     "SuppressionRow",
     "campaign_channels",
@@ -80,7 +88,15 @@ CHANNELS: tuple[str, ...] = tuple(c.value for c in Channel)
 OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
 
 #: The header of ``decisions.csv``.
-DECISION_COLUMNS: tuple[str, ...] = ("customer_id", "campaign_id", "channel", "outcome", "reason", "send_at")
+DECISION_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "campaign_id",
+    "channel",
+    "outcome",
+    "reason",
+    "send_at",
+    "person_id",
+)
 
 CONSENT_STATUSES: tuple[str, ...] = ("opt_in", "opt_out")
 
@@ -90,6 +106,9 @@ CONSENT_COLUMNS = ("customer_id", "channel", "topic", "status")
 SUPPRESSION_COLUMNS = ("channel", "address")
 HISTORY_COLUMNS = ("customer_id", "campaign_id", "channel", "decided_at")
 HISTORY_OPTIONAL_COLUMNS = ("tags", "counts")
+IDENTIFIER_COLUMNS = ("customer_id", "kind", "value")
+IDENTIFIER_OPTIONAL_COLUMNS = ("first_seen",)
+EXCLUSION_COLUMNS = ("kind", "value")
 _HEADERS = {
     "customers.csv": ",".join(CUSTOMER_COLUMNS),
     "candidates.csv": ",".join(CANDIDATE_COLUMNS),
@@ -164,6 +183,25 @@ class HistoryRow:
 
 
 @dataclass(frozen=True)
+class IdentifierRow:
+    """An identifier seen on a profile (``identifiers.csv``, SPEC §6): *value* as written; ``first_seen``
+    ``None`` means always known.  A row whose ``customer_id`` is no profile is kept and never links."""
+
+    customer_id: str
+    kind: str
+    value: str
+    first_seen: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ExclusionRow:
+    """An identifier value that links no one (``exclusions.csv``), as written."""
+
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Scenario:
     """Everything one simulated cycle decides from."""
 
@@ -174,6 +212,8 @@ class Scenario:
     consents: tuple[ConsentRow, ...] = ()
     suppressions: tuple[SuppressionRow, ...] = ()
     history: tuple[HistoryRow, ...] = ()
+    identifiers: tuple[IdentifierRow, ...] = ()
+    exclusions: tuple[ExclusionRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,6 +226,8 @@ class Decision:
     outcome: str
     reason: str | None = None
     send_at: datetime | None = None
+    person_id: str | None = None
+    """The person decided for (SPEC §6); ``None`` when ``customer_id`` is no profile."""
 
 
 def decisions_key(d: Decision) -> tuple[bytes, bytes, bytes]:
@@ -542,6 +584,48 @@ def _load_history(path: Path, campaigns: dict[str, Campaign]) -> tuple[HistoryRo
     return tuple(out)
 
 
+def _identifier_kind(f: _CsvFile, line: int, row: dict[str, str | None]) -> str:
+    kind = row.get("kind")
+    if kind is None:
+        raise f.fail(line, f"kind is empty; use one of: {', '.join(KINDS)}")
+    if kind not in KINDS:
+        close = difflib.get_close_matches(kind.lower(), KINDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise f.fail(line, f"unknown kind {kind!r}{hint}; use one of: {', '.join(KINDS)}")
+    return kind
+
+
+def _identifier_value(f: _CsvFile, line: int, row: dict[str, str | None]) -> str:
+    value = f.required_text(line, row, "value")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise f.fail(
+            line,
+            f"value is {len(value)} characters long, more than {MAX_VALUE_LENGTH}: an identifier is an "
+            "email, a phone number, a login, a cookie or device id or a push token; check the column",
+        )
+    return value
+
+
+def _load_identifiers(path: Path) -> tuple[IdentifierRow, ...]:
+    f = _CsvFile(path, IDENTIFIER_COLUMNS, IDENTIFIER_OPTIONAL_COLUMNS)
+    out: list[IdentifierRow] = []
+    for line, row in f.rows():
+        customer_id = f.required_text(line, row, "customer_id")
+        kind = _identifier_kind(f, line, row)
+        value = _identifier_value(f, line, row)
+        out.append(IdentifierRow(customer_id, kind, value, f.time(line, row, "first_seen")))
+    return tuple(out)
+
+
+def _load_exclusions(path: Path) -> tuple[ExclusionRow, ...]:
+    f = _CsvFile(path, EXCLUSION_COLUMNS)
+    out: list[ExclusionRow] = []
+    for line, row in f.rows():
+        kind = _identifier_kind(f, line, row)
+        out.append(ExclusionRow(kind, _identifier_value(f, line, row)))
+    return tuple(out)
+
+
 SCENARIO_FILES: tuple[str, ...] = (
     "policy.yaml",
     "customers.csv",
@@ -549,6 +633,8 @@ SCENARIO_FILES: tuple[str, ...] = (
     "consents.csv",
     "suppressions.csv",
     "history.csv",
+    "identifiers.csv",
+    "exclusions.csv",
 )
 """The files a scenario directory may hold (besides the folders ``campaigns/`` and ``templates/``)."""
 SCENARIO_FOLDERS: tuple[str, ...] = ("campaigns", "templates")
@@ -603,6 +689,8 @@ def load_scenario(directory: Path, *, ignore: Iterable[Path] = ()) -> Scenario:
     consents_path = directory / "consents.csv"
     suppressions_path = directory / "suppressions.csv"
     history_path = directory / "history.csv"
+    identifiers_path = directory / "identifiers.csv"
+    exclusions_path = directory / "exclusions.csv"
     return Scenario(
         policy=policy,
         campaigns=campaigns,
@@ -611,6 +699,8 @@ def load_scenario(directory: Path, *, ignore: Iterable[Path] = ()) -> Scenario:
         consents=_load_consents(consents_path) if consents_path.exists() else (),
         suppressions=_load_suppressions(suppressions_path) if suppressions_path.exists() else (),
         history=_load_history(history_path, campaigns) if history_path.exists() else (),
+        identifiers=_load_identifiers(identifiers_path) if identifiers_path.exists() else (),
+        exclusions=_load_exclusions(exclusions_path) if exclusions_path.exists() else (),
     )
 
 
@@ -621,7 +711,7 @@ def write_decisions_csv(decisions: Iterable[Decision], path: Path) -> int:
     """Write ``decisions.csv`` (SPEC §5); returns the number of rows written.
 
     Rows are sorted by customer_id, campaign_id, channel in byte order; times are
-    ISO 8601 UTC with ``Z``; a missing reason or send_at is an empty cell.
+    ISO 8601 UTC with ``Z``; a missing reason, send_at or person_id is an empty cell.
     """
     rows = sorted(decisions, key=decisions_key)
     buf = io.StringIO(newline="")
@@ -636,6 +726,7 @@ def write_decisions_csv(decisions: Iterable[Decision], path: Path) -> int:
                 _value(d.outcome),
                 "" if d.reason is None else d.reason,
                 "" if d.send_at is None else format_utc(d.send_at),
+                "" if d.person_id is None else d.person_id,
             )
         )
     try:

@@ -7,7 +7,7 @@ engine and ``baton validate`` alike.  See SPEC.md §1 (campaign YAML) and §2 (p
 from __future__ import annotations
 
 from baton.spec.durations import parse_duration
-from baton.spec.enums import Category, Channel, ConsentMode, Outcome, Period
+from baton.spec.enums import Category, Channel, ConsentMode, IdentifierKind, Outcome, Period
 from baton.spec.issues import SpecIssue, SpecValidationError
 from baton.spec.loader import load_campaign, load_campaigns, load_deployment, load_policy, validate_paths
 from baton.spec.models import (
@@ -19,6 +19,7 @@ from baton.spec.models import (
     CycleSettings,
     DirectMailMessage,
     EmailMessage,
+    IdentityPolicy,
     MessageBlocks,
     Policy,
     PushMessage,
@@ -38,6 +39,8 @@ __all__ = [
     "CycleSettings",
     "DirectMailMessage",
     "EmailMessage",
+    "IdentifierKind",
+    "IdentityPolicy",
     "MessageBlocks",
     "Outcome",
     "Period",

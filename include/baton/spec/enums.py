@@ -41,6 +41,17 @@ class Period(StrEnum):
     month = "month"
 
 
+class IdentifierKind(StrEnum):
+    """A kind of identifier seen on a profile (SPEC §6); the same list as ``baton.identity.normalize.KINDS``."""
+
+    email = "email"
+    phone = "phone"
+    login = "login"
+    cookie = "cookie"
+    device = "device"
+    push_token = "push_token"
+
+
 class Outcome(StrEnum):
     """The outcome of one alternative, in the order the checks run (SPEC §3)."""
 

@@ -50,7 +50,7 @@ from pydantic import (
 from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
 from baton.spec.durations import parse_duration
-from baton.spec.enums import DEFAULT_CONSENT, Category, Channel, ConsentMode, Period
+from baton.spec.enums import DEFAULT_CONSENT, Category, Channel, ConsentMode, IdentifierKind, Period
 from baton.spec.schedule import PRESETS, cron_of
 
 ERROR_TYPE = "baton"
@@ -815,6 +815,51 @@ class ChannelSettings(_Model):
     )
 
 
+class IdentityPolicy(_Model):
+    """How profiles are linked into persons (SPEC §6): which identifier kinds link, how widely shared a
+    value may be before it links no one, and values that never identify anyone."""
+
+    link_on: tuple[IdentifierKind, ...] = Field(
+        default=(IdentifierKind.email, IdentifierKind.phone, IdentifierKind.login, IdentifierKind.device),
+        description="The identifier kinds whose shared values link profiles into one person. Values of the "
+        "other kinds are kept but link no one. An empty list links no one: every profile is a person.",
+    )
+    max_profiles_per_value: Annotated[StrictInt, Shape("integer ≥ 1")] = Field(
+        default=10,
+        description="A value held by more than this many profiles (at the decision time) links no one: a "
+        "shop's front-desk address or a family tablet is not a person.",
+    )
+    blocked_values: tuple[NonEmptyStr, ...] = Field(
+        default=(),
+        description="Values that identify no one, in addition to the built-in ones (empty, only `0 - . x X`, "
+        "`null`, `none`, `unknown`, `anonymous`, `undefined`, `n/a`). Each is normalised as the identifier's "
+        "kind and compared case-insensitively, e.g. `test@example.com` or `+1 555 000 0000`.",
+    )
+
+    @field_validator("link_on")
+    @classmethod
+    def _unique_kinds(cls, value: tuple[IdentifierKind, ...]) -> tuple[IdentifierKind, ...]:
+        first: dict[IdentifierKind, int] = {}
+        for i, kind in enumerate(value):
+            if kind in first:
+                raise fail(
+                    f"{kind.value!r} is listed twice (already link_on[{first[kind]}]): list each kind once",
+                    at=(i,),
+                )
+            first[kind] = i
+        return value
+
+    @field_validator("max_profiles_per_value")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise fail(
+                "a value must be allowed on at least 1 profile: use an integer 1 or greater "
+                "(1: no value links anyone; the default is 10)"
+            )
+        return value
+
+
 class Policy(_Model):
     """The deployment's policy (SPEC §2); every key is optional and ``Policy()`` is all defaults."""
 
@@ -853,6 +898,11 @@ class Policy(_Model):
         default_factory=dict,
         description="Per channel, the consent mode and delivery settings. A channel left out, or a key "
         "left out, takes the defaults below.",
+    )
+    identity: IdentityPolicy = Field(
+        default=IdentityPolicy(),
+        description="How profiles are linked into persons (SPEC §6); caps, control groups and the ranking "
+        "are per person.",
     )
 
     def channel(self, ch: Channel) -> ChannelSettings:
