@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,9 +21,13 @@ db_app = typer.Typer(
     no_args_is_help=True, help="The marketing store (embedded PostgreSQL unless BATON_DATABASE_URL)."
 )
 app.add_typer(db_app, name="db")
+identity_app = typer.Typer(no_args_is_help=True, help="One person across profiles (SPEC §6).")
+app.add_typer(identity_app, name="identity")
+person_app = typer.Typer(no_args_is_help=True, help="Export or forget a person (GDPR articles 15 and 17).")
+app.add_typer(person_app, name="person")
 
 err = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)  # wide tables when piped
 
 
 def _fail(exc: BatonError, code: int = 2) -> None:
@@ -205,6 +209,186 @@ def simulate(
     out.print(f"{len(decisions):,} decisions at {when.isoformat()} -> {out_path}")
     for outcome, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         out.print(f"  {outcome:<20} {n:>8,}")
+
+
+DagsOption = Annotated[
+    Path, typer.Option("--dags", help="the dags folder: its policy.yaml holds the identity settings")
+]
+
+
+def _identity_settings(dags: Path) -> Any:
+    from baton.identity.resolve import IdentitySettings
+    from baton.spec import load_policy
+
+    return IdentitySettings.of(load_policy(dags / "policy.yaml"))
+
+
+def _store() -> Any:
+    """The store's engine, migrated to the newest revision (a clear error otherwise)."""
+    from baton.store.engine import get_engine
+    from baton.store.migrate import require_current
+
+    engine = get_engine()
+    require_current(engine)
+    return engine
+
+
+@identity_app.command("resolve")
+def identity_resolve(
+    full: Annotated[
+        bool, typer.Option("--full", help="recompute every person, not only what changed")
+    ] = False,
+    dags: DagsOption = Path("dags"),
+) -> None:
+    """Recompute persons from the identifiers (incrementally: only what new identifiers touch)."""
+    from baton.identity.store import resolve
+
+    try:
+        result = resolve(_store(), _identity_settings(dags), full=full)
+    except BatonError as exc:
+        _fail(exc)
+    what = "all profiles" if result.full else f"{result.affected_profiles:,} affected profile(s)"
+    out.print(
+        f"resolved {what} in {result.seconds:.2f}s: {result.persons.linked_profiles:,} profiles in"
+        f" {result.persons.persons:,} persons of several profiles"
+    )
+
+
+@identity_app.command("exclude")
+def identity_exclude(
+    kind: Annotated[str, typer.Argument(help="email, phone, login, cookie, device or push_token")],
+    value: Annotated[str, typer.Argument(help="the value, in any spelling")],
+    reason: Annotated[str | None, typer.Option(help="why (kept with the exclusion)")] = None,
+) -> None:
+    """Stop a value from linking anyone (undo a wrong merge); applies at the next resolve and cycle."""
+    from baton.identity.admin import exclude
+
+    try:
+        holders = exclude(_store(), kind, value, reason=reason)
+    except BatonError as exc:
+        _fail(exc)
+    out.print(
+        f"excluded {kind} {value!r} ({holders} profile(s) hold it); the persons it linked split at the next"
+        " `baton identity resolve`, and every cycle that begins from now on decides without it"
+    )
+
+
+@identity_app.command("load")
+def identity_load(
+    file: Annotated[Path, typer.Argument(help="CSV: customer_id,kind,value[,first_seen][,source]")],
+    source: Annotated[
+        str | None, typer.Option(help="where the identifiers were observed (default: the file name)")
+    ] = None,
+) -> None:
+    """Store identifiers from a CSV file; rejected rows are listed with their reason (exit 1 if any)."""
+    from baton.identity.admin import load_identifiers
+
+    try:
+        result = load_identifiers(_store(), file, source=source)
+    except BatonError as exc:
+        _fail(exc)
+    for line, why in result.rejected:
+        out.print(f"{file}:{line}: {why}", highlight=False, markup=False)
+    out.print(
+        f"{result.stored:,} identifier(s) stored, {len(result.rejected):,} of {result.rows:,} row(s) rejected"
+    )
+    if result.rejected:
+        raise typer.Exit(1)
+
+
+@identity_app.command("show")
+def identity_show(
+    query: Annotated[str, typer.Argument(help="a customer id or any identifier (email, phone, login, ...)")],
+    dags: DagsOption = Path("dags"),
+) -> None:
+    """Show one person: profiles, identifiers, why they are linked, what is blocked or over-shared."""
+    from rich.table import Table
+
+    from baton.identity.admin import show
+
+    try:
+        view = show(_store(), query, _identity_settings(dags))
+    except BatonError as exc:
+        _fail(exc)
+    if view is None:
+        err.print(f"no profile has the customer id or identifier {query!r}")
+        raise typer.Exit(1)
+    out.print(
+        f"person [bold]{view.person_id}[/bold] ({len(view.profiles)} profile(s), as of the last resolve)"
+    )
+    profiles = Table("profile", "created", "email", "phone", "push token", "timezone", "linked through")
+    for p in view.profiles:
+        chain = view.chains.get(p["customer_id"])
+        how = (
+            "the person's profile"
+            if p["customer_id"] == view.person_id
+            else " → ".join(f"{kind} {value} ({to})" for _f, kind, value, to in chain)
+            if chain
+            else "-"
+        )
+        created = f"{p['created_at']:%Y-%m-%d}" if p.get("created_at") else "-"
+        profiles.add_row(
+            p["customer_id"],
+            created,
+            p["email"] or "-",
+            p["phone"] or "-",
+            p["push_token"] or "-",
+            p["timezone"] or "-",
+            how,
+        )
+    out.print(profiles)
+    ids = Table("profile", "kind", "value", "first seen", "source", "profiles holding it", "links?")
+    for o in view.observations:
+        seen = f"{o.first_seen:%Y-%m-%d %H:%M}" if o.first_seen else "-"
+        ids.add_row(o.customer_id, o.kind, o.value, seen, o.source or "-", str(o.holders), o.status)
+    out.print(ids)
+
+
+@person_app.command("export")
+def person_export(
+    query: Annotated[str, typer.Argument(help="a customer id or any identifier of the person")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="write the JSON here (default: standard output)")
+    ] = None,
+) -> None:
+    """Write everything Baton holds about a person as JSON (GDPR article 15)."""
+    import json
+
+    from baton.identity.gdpr import export_person
+
+    try:
+        data = export_person(_store(), query)
+    except BatonError as exc:
+        _fail(exc)
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+    if out_path is None:
+        print(text)
+    else:
+        out_path.write_text(text + "\n", encoding="utf-8")
+        err.print(f"{len(data['profiles'])} profile(s) of person {data['person_id']} -> {out_path}")
+
+
+@person_app.command("forget")
+def person_forget(
+    query: Annotated[str, typer.Argument(help="a customer id or any identifier of the person")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Erase a person's personal data from every table, in one transaction (GDPR article 17)."""
+    from baton.identity.gdpr import forget_person
+
+    if not yes:
+        typer.confirm(f"Erase every profile of the person {query!r} names? This cannot be undone", abort=True)
+    try:
+        result = forget_person(_store(), query)
+    except BatonError as exc:
+        _fail(exc)
+    out.print(
+        f"forgot person {result.person_id} ({len(result.profiles)} profile(s)): deleted "
+        + ", ".join(f"{n} {t}" for t, n in sorted(result.deleted.items()) if n)
+        + "; kept pseudonymously "
+        + ", ".join(f"{n} {t}" for t, n in sorted(result.pseudonymised.items()) if n)
+        + f"; {result.digests} address digest(s) keep a later import from being messaged"
+    )
 
 
 def main() -> None:

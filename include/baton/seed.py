@@ -53,7 +53,7 @@ from baton.store.tx import settings_session, transaction
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: one person across several profiles (SPEC §6)
 META_KEY = "seed"
 SEEDED_TABLES = ("customers", "identifiers", "consents", "suppressions", "events")
 DAY = 86_400
@@ -725,6 +725,46 @@ class _CustomerChunk:
     suppressions: list[str] = field(default_factory=list)
 
 
+#: the share of persons with several profiles, and what their other profiles are (SPEC §6)
+MULTI_PROFILE_SHARE = 1 / 8
+EXTRA_ROLES = ("guest", "app", "cookie")
+JUNK_SHARE = 0.002
+JUNK_EMAILS = frozenset({"null", "test@test.com"})
+TABLET_SHARE = 0.005
+
+
+def _profile_roles(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """Which profiles belong to one person: about one person in eight has two to four profiles — an
+    account (``primary``) followed by a guest checkout with the email in another spelling, an app
+    install sharing a device id with the account, and a cookie that logs in later.  Returns each
+    profile's role (``single``, ``primary``, ``guest``, ``app``, ``cookie``) and its primary's index."""
+    rng = random.Random(f"baton-seed:{seed}:identity")
+    roles = ["single"] * n
+    owner = list(range(n))
+    i = 0
+    while i < n:
+        if n - i > 1 and rng.random() < MULTI_PROFILE_SHARE:
+            k = min(rng.choice((2, 3, 4)), n - i)
+            roles[i] = "primary"
+            for j, role in enumerate(rng.sample(EXTRA_ROLES, k - 1), start=1):
+                roles[i + j] = role
+                owner[i + j] = i
+            i += k
+        else:
+            i += 1
+    return roles, owner
+
+
+def _respell(email: str, pick: float) -> str:
+    """The same address written another way (what a guest checkout form gets)."""
+    local, _, domain = email.partition("@")
+    if pick < 0.4:
+        return email.upper()
+    if pick < 0.7:
+        return f"{local.capitalize()}@{domain.capitalize()}"
+    return f"  {email} "
+
+
 def _customer_chunks(
     world: _World, seed: int, anchor: int, fmt: _TsFormat
 ) -> Iterator[tuple[int, _CustomerChunk]]:
@@ -732,7 +772,15 @@ def _customer_chunks(
 
     ``anchor`` (epoch, a midnight) is the start of the event window: signups and
     historical orders lie before it.
+    Profiles of one person (:func:`_profile_roles`) share identifiers in other spellings; a few
+    profiles carry junk values (``null``, ``test@test.com``, ``0000000``) and a few app installs share
+    a family tablet's device id.
     """
+    roles, owner = _profile_roles(world.n, seed)
+    irng = random.Random(f"baton-seed:{seed}:identity-values")
+    ir = irng.random
+    tablets = max(1, world.n // 600)
+    primary: dict[str, Any] = {}
     rng = random.Random(f"baton-seed:{seed}:customers")
     r = rng.random
     getbits = rng.getrandbits
@@ -778,6 +826,41 @@ def _customer_chunks(
         push = f"fcm-{getbits(96):024x}" if r() < 0.40 else None
         postal = f"{1 + int(r() * 2400)} {STREETS[int(r() * ns)]}, {city}" if r() < 0.60 else None
 
+        # the person's other profiles (SPEC §6): the same person, written differently
+        role = roles[i]
+        login: tuple[str, int] | None = None  # (value, first seen)
+        if role in ("single", "primary") and ir() < JUNK_SHARE:  # junk typed into the forms
+            email = ("null", "NULL", "test@test.com", "Test@Test.com")[int(ir() * 4)]
+            norm_email = email.lower()
+            phone = "0000000" if ir() < 0.3 else phone
+        if role == "primary":
+            login = (f"acct-{num}", signup)
+            primary = {
+                "num": num,
+                "cid": cid,
+                "email": norm_email if email is not None else None,
+                "phone": phone,
+                "signup": signup,
+                "login": login[0],
+            }
+        elif role != "single":
+            signup = max(0, primary["signup"] + int((ir() * 2 - 1) * 200 * DAY))
+            signup = min(signup, anchor - DAY)
+            created = fmt.ts(signup)
+            email = phone = push = postal = None
+            norm_email = ""
+            if role == "guest" and primary["email"]:
+                norm_email = primary["email"]
+                email = _respell(norm_email, ir())
+                if primary["phone"] and ir() < 0.5:  # the phone in another format: the same digits
+                    digits = primary["phone"][1:]
+                    phone = f"+{digits[:-7]} ({digits[-7:-4]}) {digits[-4:]}"
+            elif role == "app":
+                push = f"fcm-{irng.getrandbits(96):024x}"
+            elif role == "cookie":
+                # logs in later (before the event window, so a top-up never changes the identifiers)
+                login = (primary["login"], min(signup + int(ir() * 40 * DAY) + DAY, anchor - 1))
+
         # attributes: purchase history before the window
         x = r()
         orders = 0 if x < 0.35 else 1 + int(((x - 0.35) / 0.65) ** 3 * 40)
@@ -803,7 +886,8 @@ def _customer_chunks(
         if email is not None:
             ids.append(f"email\t{norm_email}\t{norm_email}\t{cid}\t{created}\n")
         if phone:
-            ids.append(f"phone\t{phone}\t{phone[1:]}\t{cid}\t{created}\n")  # normalised: the digits
+            digits = "".join(c for c in phone if c.isdigit())
+            ids.append(f"phone\t{phone}\t{digits}\t{cid}\t{created}\n")
         cookie = f"ck-{getbits(48):012x}{num:x}"
         ids.append(f"cookie\t{cookie}\t{cookie}\t{cid}\t{created}\n")
         if r() < 0.3:
@@ -811,11 +895,18 @@ def _customer_chunks(
             ids.append(f"cookie\t{cookie}\t{cookie}\t{cid}\t{fmt.ts(signup + int(r() * 90 * DAY))}\n")
         if push:
             device = f"dev-{num:x}-{getbits(32):08x}"
+            if role == "app":  # the account saw the same device when the app was installed
+                device = f"dev-app-{primary['num']:x}"
+                ids.append(f"device\t{device}\t{device}\t{primary['cid']}\t{created}\n")
+            elif role == "single" and ir() < TABLET_SHARE:  # a tablet the family shares
+                device = f"tablet-{int(ir() * tablets):x}"
             ids.append(f"device\t{device}\t{device}\t{cid}\t{created}\n")
+        if login is not None:
+            ids.append(f"login\t{login[0]}\t{login[0]}\t{cid}\t{fmt.ts(login[1])}\n")
 
         # consents
         cons = chunk.consents
-        changed = fmt.ts(signup + int(r() * (days_before - 1) * DAY))
+        changed = fmt.ts(min(signup + int(r() * (days_before - 1) * DAY), anchor - 1))
         if phone and r() < 0.35:
             cons.append(f"{cid}\tsms\t\topt_in\t{'checkout' if r() < 0.6 else 'signup_form'}\t{changed}\n")
         if email is not None:
@@ -831,8 +922,8 @@ def _customer_chunks(
         if push and r() < 0.06:
             cons.append(f"{cid}\tpush\t\topt_out\tapp_settings\t{changed}\n")
 
-        # suppressions
-        if email is not None and r() < 0.01:
+        # suppressions (a guest shares the account's address: the account's suppression is the person's)
+        if email is not None and r() < 0.01 and role != "guest" and norm_email not in JUNK_EMAILS:
             reason = "hard_bounce" if r() < 0.7 else "complaint"
             chunk.suppressions.append(f"email\t{norm_email}\t{reason}\t{changed}\n")
         if phone and r() < 0.003:

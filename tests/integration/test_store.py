@@ -117,3 +117,13 @@ def test_a_fresh_embedded_server_runs_with_its_settings(
         check.dispose()
     finally:
         assert store_engine.stop_embedded()
+
+
+def test_the_decisions_view_has_the_documented_columns(fresh_store: Engine) -> None:
+    from baton.store.schema import DECISIONS_VIEW_COLUMNS
+
+    with fresh_store.connect() as conn:
+        columns = [c["name"] for c in sa.inspect(conn).get_columns("decisions")]
+        of = conn.execute(sa.text("select * from baton_decisions_of('nobody')"))
+        assert list(of.keys()) == columns
+    assert tuple(columns) == DECISIONS_VIEW_COLUMNS

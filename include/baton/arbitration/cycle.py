@@ -33,6 +33,9 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.engine import Engine
 
 from baton.arbitration.engine import CycleEngine, ShardStats
+from baton.identity.resolve import IdentitySettings
+from baton.identity.store import cycle_persons
+from baton.identity.store import refresh as refresh_identity
 from baton.spec import Campaign, Policy
 from baton.spec.schedule import previous_at
 from baton.store.status import MessageStatus
@@ -105,6 +108,7 @@ def _try_begin(
     run_id: str | None,
     expected: list[str],
     late: list[str],
+    identity: IdentitySettings,
 ) -> CycleStart:
     with transaction(engine) as tx:
         tx.execute("select pg_advisory_xact_lock(%(k)s)", {"k": TOKEN_LOCK})
@@ -139,6 +143,10 @@ def _try_begin(
                 {"ids": campaign_ids, "at": at},
             ).fetchall()
         ]
+        # the persons this cycle decides with, as of its decision time (SPEC §6): fixed once, so
+        # every shard and every retry decides with the same ones
+        refresh_identity(tx)
+        cycle_persons(tx, at, identity)
         tx.execute(
             "insert into cycles (cycle_at, status, run_id, shards, batch_ids, campaigns, expected_campaigns,"
             " late_campaigns) values (%(at)s, 'deciding', %(r)s, %(n)s, %(b)s, %(c)s, %(e)s, %(l)s)",
@@ -166,13 +174,24 @@ def begin_cycle(
     late: list[str] | None = None,
     wait_timeout: float = 3600.0,
     poll: float = 5.0,
+    identity: IdentitySettings | None = None,
 ) -> CycleStart:
-    """Take the decision token for cycle ``at`` (waiting while another cycle decides)."""
+    """Take the decision token for cycle ``at`` (waiting while another cycle decides).
+
+    A new cycle also refreshes the identity's shared values and fixes the persons it decides with
+    (*identity*: the policy's identity settings; default ones when not given)."""
     ids = sorted(c.id for c in campaigns if c.enabled)
     deadline = time.monotonic() + wait_timeout
     while True:
         start = _try_begin(
-            engine, at, ids, shards=max(1, shards), run_id=run_id, expected=expected or [], late=late or []
+            engine,
+            at,
+            ids,
+            shards=max(1, shards),
+            run_id=run_id,
+            expected=expected or [],
+            late=late or [],
+            identity=identity or IdentitySettings(),
         )
         if not start.blocked_by:
             if not start.already_decided:
@@ -191,6 +210,11 @@ def begin_cycle(
             ", ".join(t.isoformat() for t in start.blocked_by),
         )
         time.sleep(poll)
+
+
+def _literal(value: object) -> str:
+    """A SQL literal of *value* (for the few constants inlined into generated statements)."""
+    return f"{pgsql.Literal(value).as_string(None)}"
 
 
 def _candidates_view(tx: Tx, batch_ids: list[int]) -> None:
@@ -240,7 +264,9 @@ def decide_shard(
             tx.execute("update cycles set heartbeat_at = now() where cycle_at = %(at)s", key)
         with transaction(conn) as tx:
             _candidates_view(tx, list(batch_ids))
-            eng = CycleEngine(tx.conn, at, policy, campaigns, live=True)
+            # every shard decides with the persons the cycle fixed when it began (SPEC §6)
+            persons = f"select customer_id, person_id from cycle_persons where cycle_at = {_literal(at)}"
+            eng = CycleEngine(tx.conn, at, policy, campaigns, live=True, persons_sql=persons)
             stats = eng.decide_shard(shard, shards, count=False)
             started = time.perf_counter()
             # the outbox rows stay invisible to delivery (and to other cycles' history) until
@@ -252,9 +278,9 @@ def decide_shard(
                 return int(
                     tx.execute(
                         "insert into cycle_decisions (cycle_at, customer_id, campaign_id, shard, batch_id, seq, priority,"
-                        " score, channel, send_at, channels, outcomes, reasons)"
+                        " score, channel, send_at, channels, outcomes, reasons, person_id)"
                         " select %(at)s, customer_id, campaign_id, %(shard)s, batch_id, seq, priority, score, channel,"
-                        " send_at, channels, outcomes, reasons from _dec order by customer_id",  # in index order
+                        " send_at, channels, outcomes, reasons, person_id from _dec order by customer_id",  # index order
                         key,
                     ).rowcount
                 )
@@ -263,9 +289,9 @@ def decide_shard(
                 return int(
                     tx.execute(
                         "insert into messages (cycle_at, customer_id, campaign_id, channel, tags, counts_toward_caps,"
-                        " send_at, shard, status, batch_id, seq)"
+                        " send_at, shard, status, batch_id, seq, person_id)"
                         " select %(at)s, s.customer_id, s.campaign_id, s.channel, k.tags, k.counts, s.send_at,"
-                        f" %(shard)s, %(pending)s, s.batch_id, s.seq from ({eng.selected_sql()}) s"
+                        f" %(shard)s, %(pending)s, s.batch_id, s.seq, s.person_id from ({eng.selected_sql()}) s"
                         " join _campaigns k on k.campaign_id = s.campaign_id"
                         " order by s.customer_id, s.campaign_id, s.channel",  # in the unique index's order
                         {**key, "pending": MessageStatus.PENDING},
@@ -399,6 +425,8 @@ def commit_cycle(engine: Engine, at: datetime, policy: Policy, campaigns: Iterab
             " selected = %(selected)s where cycle_at = %(at)s",
             {**key, "total": total, "selected": selected},
         )
+        # the persons the cycle decided with live on in its decisions and messages (person_id)
+        tx.execute("delete from cycle_persons where cycle_at = %(at)s", key)
     log.info(
         "cycle %s committed: %d alternatives, %d selected, %d outbox messages; %s",
         at.isoformat(),

@@ -36,6 +36,7 @@ from typing import Any
 from psycopg import sql as pgsql
 from sqlalchemy.engine import Connection
 
+from baton.identity.resolve import IdentitySettings, persons_as_of
 from baton.spec import Campaign, Category, Channel, ConsentMode, Policy
 from baton.store.raw import driver_connection
 from baton.store.shards import bucket_sql
@@ -122,15 +123,21 @@ class CycleEngine:
         campaigns: Iterable[Campaign],
         *,
         live: bool = True,
+        by_creation: bool = True,
+        persons_sql: str | None = None,
     ) -> None:
         self.conn = conn
         self.at = at
         self.policy = policy
         self.campaigns = {c.id: c for c in campaigns}
         self.live = live
+        self.by_creation = by_creation
+        self.persons_sql = persons_sql
+        self.identity = IdentitySettings.of(policy)
         self._raw: Any = driver_connection(conn)
         self._config_loaded = False
         self._max_rank = 0
+        self._linked = False
 
     # -- helpers ---------------------------------------------------------------------------
     def lit(self, value: Any) -> str:
@@ -280,7 +287,26 @@ class CycleEngine:
             f" from suppressions union select channel, true, lower(btrim(address, {WS})) from suppressions"
         )
         r("analyze _campaigns; analyze _sup")
+        self._persons_as_of_t()
         self._config_loaded = True
+
+    def _persons_as_of_t(self) -> None:
+        """``_pm``: the profiles of persons with two or more profiles at T (SPEC §6), with the person's
+        shard hash ``pbucket``: from ``persons_sql`` (the cycle's, computed once when it began), else
+        computed here.  Empty when nothing links (then every row is its own person and the decision
+        runs exactly as without identity)."""
+        self.run("drop table if exists _pm0, _pm")
+        if self.persons_sql is None:
+            persons_as_of(self._raw, self.at, self.identity, by_creation=self.by_creation, table="_pm0")
+        else:  # computed once for the cycle (every shard decides with the same persons)
+            self.run(f"create temp table _pm0 as {self.persons_sql}")
+        self.run(
+            f"create temp table _pm as select customer_id, person_id, {bucket_sql('person_id')} as pbucket from _pm0"
+        )
+        self.run("drop table _pm0")
+        self.run("create unique index on _pm (customer_id)")
+        self.run("analyze _pm")
+        self._linked = bool(self.scalar("select exists (select 1 from _pm)"))
 
     def _timezones(self) -> None:
         """``_tzb``: per timezone (every valid name, and the default), what depends on the
@@ -321,7 +347,7 @@ class CycleEngine:
         self.run("analyze _tzb")
 
     # -- the decision ---------------------------------------------------------------------------
-    WORK_TABLES = ("_p", "_pc", "_st")
+    WORK_TABLES = ("_p", "_pc", "_st", "_hc", "_lf", "_lpp", "_lpo")
 
     def drop_work(self) -> None:
         """Drop the working relations of a previous shard of this session."""
@@ -358,14 +384,21 @@ class CycleEngine:
         caps = list(self.policy.caps)
         if shards <= 1:
             shard_filter = "true"
-        elif self._has_bucket("_cand"):  # the store's candidates carry the person's hash (see load_batch)
+        elif self._has_bucket("_cand"):  # the store's candidates carry the profile's hash (see load_batch)
             shard_filter = shard_predicate("bucket", shard, shards)
         else:
             shard_filter = shard_predicate(bucket_sql("customer_id"), shard, shards)
-        self._persons(shard_filter)
+        person_filter = "true" if shards <= 1 else shard_predicate("pbucket", shard, shards)
+        if self._linked and shards > 1:
+            # a linked profile's rows belong to the shard of its person, not of its own hash
+            shard_filter = (
+                f"((({shard_filter}) and customer_id not in (select customer_id from _pm))"
+                f" or customer_id in (select customer_id from _pm where {person_filter}))"
+            )
+        self._persons(shard_filter, person_filter)
         lap("people")
         if self._needs_history:
-            self._history(shard, shards)
+            self._history(shard, shards, person_filter)
             lap("history")
         self._checks(shard_filter, n, caps)
         lap("checks")
@@ -398,33 +431,38 @@ class CycleEngine:
     def _needs_history(self) -> bool:
         return bool(self.policy.caps) or any(c.frequency for c in self.campaigns.values())
 
-    def _persons(self, shard_filter: str) -> None:
-        """``_p``: one row per known person of the shard with everything the checks need that
-        depends on the person only — computed once per person, not per alternative: per channel
-        ``unreachable``/``suppressed``, quiet hours and their end in the person's timezone, the
-        starts and ends of the local periods, the global control group, consents as arrays."""
+    def _persons(self, shard_filter: str, person_filter: str) -> None:
+        """``_p``: one row per known profile with candidate rows in the shard, with everything the
+        checks need that depends on the person only — computed once per profile, not per
+        alternative: per channel ``unreachable``/``suppressed``, quiet hours and their end in the
+        person's timezone, the starts and ends of the local periods, the global control group,
+        consents as arrays.  ``pk`` is the person (SPEC §6), ``linked`` whether the person has other
+        profiles, ``rep`` one row per person (for the history).
+
+        A profile linked to no one is its own person: its facts are its own, computed in one pass.
+        The few profiles of persons with several profiles (``_pm``) take an address the profile
+        lacks from the person's other profiles (the person's profile first, then by id), the
+        opt-outs of all of them, the opt-ins of the profile whose address is used, and one
+        timezone per person."""
         gbp = float(self.policy.global_control_percent) * 100
         salt = self.lit(self.policy.holdout_salt + ":")
-        ctl = f"{_bucket_sql(salt + ' || customer_id')} < {gbp!r}" if gbp > 0 else "false"
+        ctl = f"{_bucket_sql(salt + ' || x.pk')} < {gbp!r}" if gbp > 0 else "false"
         # suppressed: joins with _sup (distinct rows, so at most one match each)
         sups = {
             "email": "'email' and s.lowered and s.addr = x.el",
             "sms": "'sms' and not s.lowered and s.addr = x.ph",
             "push": "'push' and not s.lowered and s.addr = x.pu",
             "direct_mail": "'direct_mail' and not s.lowered and s.addr = x.po",
-            "audience": "'audience' and s.lowered = (x.e is not null) and s.addr = coalesce(x.el, x.ph)",
+            "audience": "'audience' and s.lowered = x.ae_email and s.addr = x.ael",
         }
         joins = "".join(
             f" left join _sup s_{ch} on s_{ch}.channel = " + cond.replace("s.", f"s_{ch}.")
             for ch, cond in sups.items()
         )
+        address = {"email": "e", "sms": "ph", "push": "pu", "direct_mail": "po", "audience": "ae"}
         reach = {
-            "email": "case when x.e is null then 'u' when s_email.addr is not null then 'p' end",
-            "sms": "case when x.ph is null then 'u' when s_sms.addr is not null then 'p' end",
-            "push": "case when x.pu is null then 'u' when s_push.addr is not null then 'p' end",
-            "direct_mail": "case when x.po is null then 'u' when s_direct_mail.addr is not null then 'p' end",
-            "audience": "case when x.e is null and x.ph is null then 'u'"
-            " when s_audience.addr is not null then 'p' end",
+            ch: f"case when x.{col} is null then 'u' when s_{ch}.addr is not null then 'p' end"
+            for ch, col in address.items()
         }
         # the default timezone's values as constants: a join per person would cost more
         default = self._raw.execute(
@@ -434,29 +472,110 @@ class CycleEngine:
             f", coalesce(z.{c}, {self.lit(v)}) as {c}"
             for c, v in zip(self._tz_columns, default, strict=False)
         )
+        facts = (
+            f"nullif(btrim(cu.email, {WS}), '') as e, lower(nullif(btrim(cu.email, {WS}), '')) as el,"
+            f" nullif(btrim(cu.phone, {WS}), '') as ph, nullif(btrim(cu.push_token, {WS}), '') as pu,"
+            f" nullif(btrim(cu.postal_address, {WS}), '') as po,"
+            f" coalesce(nullif(btrim(cu.email, {WS}), ''), nullif(btrim(cu.phone, {WS}), '')) as ae,"
+            f" nullif(btrim(cu.email, {WS}), '') is not null as ae_email,"
+            f" coalesce(lower(nullif(btrim(cu.email, {WS}), '')), nullif(btrim(cu.phone, {WS}), '')) as ael,"
+            " cs.outs, cs.ins"
+        )
+        consents = (
+            " left join (select customer_id, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_out')"
+            " as outs, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_in') as ins"
+            " from consents group by customer_id) cs on cs.customer_id = cu.customer_id"
+        )
+        own = (
+            "select cu.customer_id, cu.customer_id as pk, false as linked, true as rep, "
+            + facts
+            + tzcols
+            + " from customers cu left join _tzb z on z.name = cu.timezone and z.valid"
+            + consents
+            + f" where cu.customer_id in (select customer_id from _cand where {shard_filter})"
+            + (" and cu.customer_id not in (select customer_id from _pm)" if self._linked else "")
+        )
+        sources = [own]
+        if self._linked:
+            sources.append(self._linked_profiles(facts, consents, tzcols, shard_filter, person_filter))
         # the shard's people: a hash of its candidate rows' people probed by the customers —
         # not a de-duplicated list of them first, the planner's pick that costs twice as much
         with self.setting("enable_hashagg", "off"):
             self.run(
-                "create temp table _p as select x.customer_id, "
+                "create temp table _p as select x.customer_id, x.pk, x.linked, x.rep, "
                 + ", ".join(f"{expr} as r_{ch}" for ch, expr in reach.items())
-                + f", {ctl.replace('customer_id', 'x.customer_id')} as ctl, x.outs, x.ins"
+                + f", {ctl} as ctl, x.outs, x.ins"
                 + "".join(f", x.{c}" for c in self._tz_columns)
-                + " from (select cu.customer_id,"
-                f" nullif(btrim(cu.email, {WS}), '') as e, lower(nullif(btrim(cu.email, {WS}), '')) as el,"
-                f" nullif(btrim(cu.phone, {WS}), '') as ph, nullif(btrim(cu.push_token, {WS}), '') as pu,"
-                f" nullif(btrim(cu.postal_address, {WS}), '') as po, cs.outs, cs.ins{tzcols}"
-                " from customers cu"
-                " left join _tzb z on z.name = cu.timezone and z.valid"
-                " left join (select customer_id, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_out')"
-                " as outs, array_agg(channel || E'\\x1f' || topic) filter (where status = 'opt_in') as ins"
-                " from consents group by customer_id) cs on cs.customer_id = cu.customer_id"
-                f" where cu.customer_id in (select customer_id from _cand where {shard_filter}) offset 0) x"
+                + " from ("
+                + " union all ".join(sources)
+                + " offset 0) x"
                 + joins
             )
         self.run("analyze _p")
 
-    def _history(self, shard: int, shards: int) -> None:
+    def _linked_profiles(
+        self, facts: str, consents: str, tzcols: str, shard_filter: str, person_filter: str
+    ) -> str:
+        """SQL: the ``_p`` source rows of the shard's candidate profiles that belong to persons with
+        several profiles (after building the person-level tables ``_lf``, ``_lpp``, ``_lpo``)."""
+        order = 'order by not prim, customer_id collate "C"'
+        self.run(
+            "create temp table _lf as select m.person_id as pk, cu.customer_id, cu.customer_id = m.person_id as prim, "
+            + facts
+            + ", case when exists (select 1 from _tz t where t.name = cu.timezone) then cu.timezone end as tzname"
+            + " from _pm m join customers cu on cu.customer_id = m.customer_id"
+            + consents
+            + f" where {person_filter}"
+        )
+        self.run("create index on _lf (customer_id)")
+        firsts = []
+        for col, extra in (("e", ["el"]), ("ph", []), ("pu", []), ("po", []), ("ae", ["ae_email", "ael"])):
+            for c in (col, *extra, "customer_id"):
+                name = f"{col}_o" if c == "customer_id" else c
+                firsts.append(f"(array_agg({c} {order}) filter (where {col} is not null))[1] as {name}")
+        firsts.append(f"(array_agg(tzname {order}) filter (where tzname is not null))[1] as tzname")
+        self.run("create temp table _lpp as select pk, " + ", ".join(firsts) + " from _lf group by pk")
+        self.run(
+            "create temp table _lpo as select pk, array_agg(distinct o) as outs from _lf, unnest(outs) o group by pk"
+        )
+        # the opt-ins count only from the profile whose address is used (one join per opt-in channel)
+        owners = {"email": "e", "sms": "ph", "push": "pu", "direct_mail": "po", "audience": "ae"}
+        opt_in = [ch.value for ch in Channel if self.policy.channel(ch).consent == ConsentMode.opt_in]
+        owner_joins = "".join(
+            f" left join _lf o_{ch} on o_{ch}.customer_id = case when f.{owners[ch]} is not null"
+            f" then f.customer_id else pp.{owners[ch]}_o end"
+            for ch in opt_in
+        )
+        ins = (
+            "array(select i from unnest("
+            + " || ".join(f"coalesce(o_{ch}.ins, '{{}}')" for ch in opt_in)
+            + ") i where "
+            + " or ".join(f"starts_with(i, {self.lit(ch + chr(31))})" for ch in opt_in)
+            + ")"
+            if opt_in
+            else "null::text[]"
+        )
+
+        def pick(col: str) -> str:
+            return f"case when f.{col} is not null then f.{col} else pp.{col} end"
+
+        def pick_with(col: str, own_col: str) -> str:
+            return f"case when f.{own_col} is not null then f.{col} else pp.{col} end"
+
+        return (
+            "select f.customer_id, f.pk, true as linked,"
+            ' row_number() over (partition by f.pk order by f.customer_id collate "C") = 1 as rep, '
+            f"{pick('e')} as e, {pick_with('el', 'e')} as el, {pick('ph')} as ph, {pick('pu')} as pu,"
+            f" {pick('po')} as po, {pick('ae')} as ae, {pick_with('ae_email', 'ae')} as ae_email,"
+            f" {pick_with('ael', 'ae')} as ael, po_.outs, {ins} as ins"
+            + tzcols
+            + " from _lf f join _lpp pp on pp.pk = f.pk left join _lpo po_ on po_.pk = f.pk"
+            + " left join _tzb z on z.name = pp.tzname and z.valid"
+            + owner_joins
+            + f" where f.customer_id in (select customer_id from _cand where {shard_filter})"
+        )
+
+    def _history(self, shard: int, shards: int, person_filter: str = "true") -> None:
         """``_st``: ``_p`` with, per person, the used room of every cap and of every campaign
         frequency cap.
 
@@ -506,16 +625,31 @@ class CycleEngine:
         # hashing the people beats sorting millions of history rows by person (which the
         # planner picks when it expects few rows per person); with the person's other facts
         # (one row per person to look up per candidate row)
+        aggregates = ", ".join(f"count(*) filter (where {cond})::int as {c}" for c, cond in counts.items())
+        conditions = f" where {bounds} and h.status not in {NOT_COUNTING}"
         with self.setting("enable_sort", "off"):
+            # a person of one profile: the messages of that profile
+            self.run(
+                f"create temp table _hc as select p.pk, {aggregates}"
+                " from messages h join _p p on p.customer_id = h.customer_id and not p.linked"
+                + conditions
+                + "".join(f" and {w}" for w in where)
+                + " group by p.pk"
+            )
+            if self._linked:  # a person of several profiles: the messages of every one of them
+                self.run(
+                    f"insert into _hc select p.pk, {aggregates}"
+                    " from messages h join _pm m on m.customer_id = h.customer_id"
+                    " join _p p on p.pk = m.person_id and p.rep"
+                    + conditions
+                    + f" and {person_filter.replace('pbucket', 'm.pbucket')}"
+                    + "".join(f" and {w}" for w in where if "h.bucket" not in w)
+                    + " group by p.pk"
+                )
             self.run(
                 "create temp table _st as select p.*, "
                 + ", ".join(f"coalesce(h.{c}, 0) as {c}" for c in counts)
-                + " from _p p left join (select h.customer_id, "
-                + ", ".join(f"count(*) filter (where {cond})::int as {c}" for c, cond in counts.items())
-                + " from messages h join _p p on p.customer_id = h.customer_id"
-                f" where {bounds} and h.status not in {NOT_COUNTING}"
-                + "".join(f" and {w}" for w in where)
-                + " group by h.customer_id) h on h.customer_id = p.customer_id"
+                + " from _p p left join _hc h on h.pk = p.pk"
             )
         self.run("analyze _st")
 
@@ -605,7 +739,7 @@ class CycleEngine:
                 f" when {quiet} and r.expires_at is not null and {qend} > r.expires_at then 'q'"
                 " when p.ctl then 'g'"
                 " when k.holdout_bp > 0"
-                f" and {_bucket_sql('r.campaign_id || ' + chr(39) + ':' + chr(39) + ' || r.customer_id')}"
+                f" and {_bucket_sql('r.campaign_id || ' + chr(39) + ':' + chr(39) + ' || r.pk')}"
                 " < k.holdout_bp then 'h'"
                 f" end end as pre{i}"
             )
@@ -652,6 +786,13 @@ class CycleEngine:
             walk.append(f"(freq_limit is not null and coalesce({fn}, 0) >= freq_limit) as fblock")
         else:
             walk.append("false as fblock")
+        # a person's rows: those of every profile of the person (SPEC §6); without links, the profile's
+        candidates = (
+            "(select c.*, coalesce(m.person_id, c.customer_id) as pk from _cand c"
+            " left join _pm m on m.customer_id = c.customer_id) c"
+            if self._linked
+            else "(select c.*, c.customer_id as pk from _cand c) c"
+        )
         # the sort for distinct on holds the shard's rows in memory (~400MB for 2.5M rows)
         with self.setting("work_mem", "'512MB'"):
             self.run(
@@ -660,19 +801,22 @@ class CycleEngine:
                 + ", "
                 + ", ".join(walk)
                 + f" from (select *, {first} from ("
-                "select r.customer_id, r.campaign_id, r.batch_id, r.seq, r.score, r.rnk, "
+                "select r.customer_id, r.pk, case when p.customer_id is not null then r.pk end as person_id,"
+                " r.campaign_id, r.batch_id, r.seq, r.score, r.rnk, "
                 + rc
                 + ", "
                 + ", ".join(pre + sa + kcols + used)
                 # the person's ranking (over all their rows; the walk passes over rows without a
                 # survivor), computed on the stream that is already in person order: only each
                 # person's few rows are sorted
-                + ' from (select d.*, row_number() over (partition by d.customer_id collate "C"'
+                + ' from (select d.*, row_number() over (partition by d.pk collate "C"'
                 f' order by {priority} desc, d.score desc, d.campaign_id collate "C") as rnk'
-                ' from (select distinct on (customer_id collate "C", campaign_id collate "C")'
-                " customer_id, campaign_id, coalesce(score, 0) as score, channel, expires_at, batch_id, seq from _cand"
+                ' from (select distinct on (pk collate "C", campaign_id collate "C")'
+                " pk, customer_id, campaign_id, coalesce(score, 0) as score, channel, expires_at, batch_id, seq"
+                f" from {candidates}"
                 f" where {shard_filter} and campaign_id in (select campaign_id from _campaigns)"
-                ' order by customer_id collate "C", campaign_id collate "C", coalesce(score, 0) desc, batch_id, seq) d'
+                ' order by pk collate "C", campaign_id collate "C", coalesce(score, 0) desc,'
+                ' customer_id collate "C", batch_id, seq) d'
                 ") r"
                 " join _campaigns k on k.campaign_id = r.campaign_id"
                 + f" left join {'_st' if hist else '_p'} p on p.customer_id = r.customer_id"
@@ -696,7 +840,7 @@ class CycleEngine:
             if k == 1:  # the counters start from the history, carried in _pc
                 src, state = "_pc s", "s"
             else:  # ... and then from the person's row of the previous rank
-                src, state = f"_pc s join _w{k - 1} st on st.customer_id = s.customer_id", "st"
+                src, state = f"_pc s join _w{k - 1} st on st.pk = s.pk", "st"
             blocks = " ".join(
                 f"when s.a{i} and {state}.u{i} >= {cap.limit} then {self.lit(cap.name)}"
                 for i, cap in enumerate(caps, 1)
@@ -719,15 +863,16 @@ class CycleEngine:
 
     def selected_sql(self) -> str:
         """A query of the selected alternatives of the last decided shard (the outbox rows):
-        customer_id, campaign_id, channel, batch_id, seq, send_at."""
+        customer_id, campaign_id, channel, batch_id, seq, send_at, person_id."""
         parts = [
-            f"select customer_id, campaign_id, channel, batch_id, seq, coalesce(sa, {self.T}) as send_at"
+            f"select customer_id, campaign_id, channel, batch_id, seq, coalesce(sa, {self.T}) as send_at, person_id"
             f" from _w{k} where block is null and f is not null"
             for k in range(1, self._max_rank + 1)
         ]
         return " union all ".join(parts) or (
             "select null::text as customer_id, null::text as campaign_id, null::text as channel,"
-            " null::bigint as batch_id, null::int as seq, null::timestamptz as send_at where false"
+            " null::bigint as batch_id, null::int as seq, null::timestamptz as send_at, null::text as person_id"
+            " where false"
         )
 
     def summary(self) -> list[tuple[str, str, str, str, int]]:
@@ -766,7 +911,7 @@ class CycleEngine:
 
     def _carried(self) -> list[str]:
         """The columns of ``_pc`` that travel through the walk to the output."""
-        return ["rc", "f", *(f"pre{i}" for i in range(1, self._positions + 1))]
+        return ["pk", "person_id", "rc", "f", *(f"pre{i}" for i in range(1, self._positions + 1))]
 
     def _output(self, n: int, max_rank: int) -> None:
         """``_dec`` (a view): one row per (person, campaign) — the candidate row decided, the
@@ -809,13 +954,13 @@ class CycleEngine:
 
         parts = [
             "select c.customer_id, c.campaign_id, c.batch_id, c.seq, k.priority, c.score, null::text as channel,"
-            f" null::timestamptz as send_at, null::text as block, {arrays(False)}"
+            f" null::timestamptz as send_at, null::text as block, {arrays(False)}, c.person_id"
             " from _pc c join _campaigns k on k.campaign_id = c.campaign_id where c.f is null"
         ]
         for k in range(1, max_rank + 1):
             parts.append(
                 "select w.customer_id, w.campaign_id, w.batch_id, w.seq, w.priority, w.score, w.channel,"
-                f" case when block is null then coalesce(w.sa, {T}) end, block, {arrays(True)}"
+                f" case when block is null then coalesce(w.sa, {T}) end, block, {arrays(True)}, w.person_id"
                 f" from _w{k} w join _campaigns k on k.campaign_id = w.campaign_id where w.f is not null"
             )
         self.run("create temp view _dec as " + " union all ".join(parts))
@@ -824,7 +969,7 @@ class CycleEngine:
             " d.batch_id, d.seq, d.priority,"
             f" d.score, {outcome_sql('a.code')} as outcome, coalesce(nullif(a.reason, ''), case when a.code = 'a'"
             " then 'first surviving channel: ' || d.channel end) as reason,"
-            " case when a.code = 's' then d.send_at end as send_at"
+            " case when a.code = 's' then d.send_at end as send_at, d.person_id"
             " from _dec d cross join lateral unnest(string_to_array(d.channels, null), string_to_array(d.outcomes, null),"
             f" coalesce(string_to_array(d.reasons, E'{REASON_SEP}'), '{{}}')) a(ch, code, reason)"
         )

@@ -16,13 +16,21 @@ from sqlalchemy.engine import Engine
 
 from baton.arbitration.engine import CycleEngine
 from baton.arbitration.scenario import Decision, Scenario
+from baton.identity.normalize import normalize
+from baton.identity.resolve import refresh_links
 from baton.store.raw import driver_connection
 
 log = logging.getLogger(__name__)
 
 _TEMP_TABLES = """
 create temp table customers (customer_id text primary key, email text, phone text, push_token text,
-    postal_address text, timezone text) on commit drop;
+    postal_address text, timezone text, created_at timestamptz not null default '-infinity',
+    updated_at timestamptz not null default '-infinity') on commit drop;
+create temp table identifiers (customer_id text, kind text, value text, norm text,
+    first_seen timestamptz not null, added_at timestamptz not null default '-infinity') on commit drop;
+create temp table identity_links (kind text, norm text, customer_id text, first_seen timestamptz,
+    primary key (kind, norm, customer_id)) on commit drop;
+create temp table identity_exclusions (kind text, norm text, primary key (kind, norm)) on commit drop;
 create temp table consents (customer_id text, channel text, topic text, status text,
     primary key (customer_id, channel, topic)) on commit drop;
 create temp table suppressions (channel text, address text) on commit drop;
@@ -63,6 +71,23 @@ def _load(cur: object, scenario: Scenario) -> None:
             for h in scenario.history
         ),
     )
+    # identifiers of profiles only (a row whose customer_id is no profile links no one); an empty
+    # first_seen is always known
+    profiles = {c.customer_id for c in scenario.customers}
+    copy(
+        "identifiers",
+        "customer_id, kind, value, norm, first_seen",
+        (
+            (i.customer_id, i.kind, i.value, normalize(i.kind, i.value), i.first_seen or "-infinity")
+            for i in scenario.identifiers
+            if i.customer_id in profiles
+        ),
+    )
+    copy(
+        "identity_exclusions",
+        "kind, norm",
+        sorted({(x.kind, normalize(x.kind, x.value)) for x in scenario.exclusions}),
+    )
     copy(
         "_cand",
         "campaign_id, customer_id, score, channel, expires_at, batch_id, seq",
@@ -81,13 +106,18 @@ def decide_scenario(engine: Engine, scenario: Scenario, at: datetime, shards: in
             cur = raw.cursor()
             cur.execute(_TEMP_TABLES)
             _load(cur, scenario)
-            cur.execute("analyze customers; analyze consents; analyze messages; analyze _cand")
-            eng = CycleEngine(conn, at, scenario.policy, scenario.campaigns.values(), live=False)
+            cur.execute(
+                "analyze customers; analyze consents; analyze messages; analyze _cand; analyze identifiers"
+            )
+            refresh_links(raw, since=None)
+            eng = CycleEngine(
+                conn, at, scenario.policy, scenario.campaigns.values(), live=False, by_creation=False
+            )
             out: list[Decision] = []
             for shard in range(max(1, shards)):
                 eng.decide_shard(shard, shards)
                 rows = raw.execute(
-                    "select customer_id, campaign_id, channel, outcome, reason, send_at from _out"
+                    "select customer_id, campaign_id, channel, outcome, reason, send_at, person_id from _out"
                 ).fetchall()
                 out.extend(Decision(*row) for row in rows)
             return out

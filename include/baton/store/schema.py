@@ -211,6 +211,24 @@ cycles = sa.Table(
     sa.CheckConstraint("status in ('deciding', 'decided')", name="ck_cycles_status"),
 )
 
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("kind", sa.Text, primary_key=True, comment="email, phone, push_token or postal_address"),
+    sa.Column("digest", sa.Text, primary_key=True, comment="hex SHA-256 of the normalised value"),
+    sa.Column("erased_at", TS, nullable=False, server_default=sa.func.now()),
+    comment="digests of the addresses of forgotten persons (baton person forget)",
+)
+
+cycle_persons = sa.Table(
+    "cycle_persons",
+    metadata,
+    sa.Column("cycle_at", TS, primary_key=True),
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("person_id", sa.Text, nullable=False),
+    comment="the persons of several profiles a deciding cycle decides with (as of its T); removed at commit",
+)
+
 cycle_decisions = sa.Table(
     "cycle_decisions",
     metadata,
@@ -252,7 +270,8 @@ cycle_decisions = sa.Table(
     comment="every decision: one row per (cycle, person, campaign); the view decisions has one row per alternative",
 )
 
-#: ``decisions``: the view with one row per alternative (created by migration 0003).
+#: ``decisions``: the view with one row per alternative (created by migration 0003; ``person_id``
+#: since 0006).
 DECISIONS_VIEW_COLUMNS = (
     "cycle_at",
     "customer_id",
@@ -266,6 +285,7 @@ DECISIONS_VIEW_COLUMNS = (
     "send_at",
     "priority",
     "score",
+    "person_id",
 )
 
 cycle_outcomes = sa.Table(

@@ -27,6 +27,7 @@ def begin(dags_folder: Path, waited: dict[str, Any], context: dict[str, Any]) ->
     from baton.airflow.hooks.store import store_engine
     from baton.arbitration.cycle import begin_cycle
     from baton.arbitration.status import stranded_advice, stranded_batches
+    from baton.identity.resolve import IdentitySettings
     from baton.spec import load_deployment
 
     with fail_fast_on_user_mistakes():
@@ -41,6 +42,7 @@ def begin(dags_folder: Path, waited: dict[str, Any], context: dict[str, Any]) ->
             run_id=run_id(context),
             expected=waited.get("expected", []),
             late=waited.get("late", []),
+            identity=IdentitySettings.of(policy),
         )
     stranded = stranded_batches(engine, before=at)
     if stranded:

@@ -13,6 +13,7 @@ decisions and messages
 * ``identity_exclusions``: values that link no one (``baton identity exclude``).
 * ``identity_persons``: the current persons with two or more profiles (every other profile is a
   person of its own).
+* ``cycle_persons``: the persons a cycle that is deciding decides with (as of its decision time).
 * ``cycle_decisions.person_id`` and ``messages.person_id``: the person a decision was made for (as
   of its cycle); nullable, so adding them rewrites nothing.
 
@@ -46,6 +47,91 @@ NORM = {"email": "baton_norm_email", "phone": "baton_norm_phone"}
 
 def _norm(kind: str, value: str) -> str:
     return f"{NORM.get(kind, 'baton_norm_trim')}({value})"
+
+
+# the view decisions of revision 0003, with the person at the end (0003's letters and their meanings)
+_CHANNELS = {"e": "email", "s": "sms", "p": "push", "a": "audience", "d": "direct_mail"}
+_CODES = {
+    "k": "unknown_customer",
+    "e": "expired",
+    "u": "unreachable",
+    "p": "suppressed",
+    "n": "no_consent",
+    "q": "quiet_hours",
+    "g": "holdout_global",
+    "h": "holdout_campaign",
+    "a": "channel_alternative",
+    "c": "capped",
+    "s": "selected",
+}
+_CHANNEL = "case a.ch " + " ".join(f"when '{k}' then '{v}'" for k, v in _CHANNELS.items()) + " end"
+_DECODE = "case a.code " + " ".join(f"when '{k}' then '{v}'" for k, v in _CODES.items()) + " end"
+
+
+def _decisions_view(person: bool) -> str:
+    return (
+        f"create view decisions as select d.cycle_at, d.customer_id, d.campaign_id, {_CHANNEL} as channel,"
+        f" d.batch_id, d.seq, d.shard, {_DECODE} as outcome,"
+        " coalesce(nullif(a.reason, ''), case when a.code = 'a' then 'first surviving channel: ' || d.channel end)"
+        " as reason, case when a.code = 's' then d.send_at end as send_at, d.priority, d.score"
+        + (", d.person_id" if person else "")
+        + " from cycle_decisions d cross join lateral unnest(string_to_array(d.channels, null),"
+        " string_to_array(d.outcomes, null), coalesce(string_to_array(d.reasons, E'\\x1f'), '{}'))"
+        " as a(ch, code, reason)"
+    )
+
+
+_DECISIONS_OF = (
+    "create function baton_decisions_of(person text) returns setof decisions language sql stable as $$"
+    " select d.* from cycles c cross join lateral (select * from decisions v where v.cycle_at = c.cycle_at"
+    " and v.customer_id = person) d order by d.cycle_at, d.campaign_id, d.channel $$"
+)
+
+
+def _digest(expr: str) -> str:
+    return f"encode(sha256(convert_to({expr}, 'UTF8')), 'hex')"
+
+
+#: a profile written with an address of a forgotten person: suppress that address on its channels
+ERASED_TRIGGER_FUNCTION = f"""
+create function baton_suppress_erased() returns trigger language plpgsql as $$
+declare
+    v_email text := lower(btrim(new.email, {WS}));
+    v_phone text := btrim(new.phone, {WS});
+begin
+    if not exists (select 1 from erasures) then
+        return new;
+    end if;
+    if new.email is not null and exists (select 1 from erasures
+            where kind = 'email' and digest = {_digest("baton_norm_email(new.email)")}) then
+        insert into suppressions (channel, address, reason) values ('email', v_email, 'erased person'),
+            ('audience', v_email, 'erased person') on conflict do nothing;
+    end if;
+    if new.phone is not null and exists (select 1 from erasures
+            where kind = 'phone' and digest = {_digest("baton_norm_phone(new.phone)")}) then
+        insert into suppressions (channel, address, reason) values ('sms', v_phone, 'erased person'),
+            ('audience', v_phone, 'erased person') on conflict do nothing;
+    end if;
+    if new.push_token is not null and exists (select 1 from erasures
+            where kind = 'push_token' and digest = {_digest("baton_norm_trim(new.push_token)")}) then
+        insert into suppressions (channel, address, reason)
+            values ('push', btrim(new.push_token, {WS}), 'erased person') on conflict do nothing;
+    end if;
+    if new.postal_address is not null and exists (select 1 from erasures
+            where kind = 'postal_address' and digest = {_digest("baton_norm_email(new.postal_address)")}) then
+        insert into suppressions (channel, address, reason)
+            values ('direct_mail', btrim(new.postal_address, {WS}), 'erased person') on conflict do nothing;
+    end if;
+    return new;
+end $$
+"""
+
+
+def _replace_view(person: bool) -> None:
+    op.execute("drop function baton_decisions_of(text)")
+    op.execute("drop view decisions")
+    op.execute(_decisions_view(person))
+    op.execute(_DECISIONS_OF)
 
 
 def upgrade() -> None:
@@ -152,6 +238,14 @@ def upgrade() -> None:
         comment="the current persons with two or more profiles; any other profile is a person of its own",
     )
     op.create_index("ix_identity_persons_person", "identity_persons", ["person_id"])
+    op.create_table(
+        "cycle_persons",
+        sa.Column("cycle_at", TS, nullable=False),
+        sa.Column("customer_id", sa.Text(), nullable=False),
+        sa.Column("person_id", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("cycle_at", "customer_id"),
+        comment="the persons of several profiles a deciding cycle decides with (as of its T); removed at commit",
+    )
     op.add_column(
         "cycle_decisions",
         sa.Column("person_id", sa.Text(), nullable=True, comment="the person decided for (as of the cycle)"),
@@ -162,11 +256,32 @@ def upgrade() -> None:
             "person_id", sa.Text(), nullable=True, comment="the person the message went to (as of its cycle)"
         ),
     )
+    _replace_view(person=True)
+    # forgotten persons (GDPR art. 17): only a digest of each address is kept; a profile imported
+    # later with such an address has it suppressed at once, so it is not messaged by accident
+    op.create_table(
+        "erasures",
+        sa.Column("kind", sa.Text(), nullable=False, comment="email, phone, push_token or postal_address"),
+        sa.Column("digest", sa.Text(), nullable=False, comment="hex SHA-256 of the normalised value"),
+        sa.Column("erased_at", TS, server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("kind", "digest"),
+        comment="digests of the addresses of forgotten persons (baton person forget)",
+    )
+    op.execute(ERASED_TRIGGER_FUNCTION)
+    op.execute(
+        "create trigger customers_erased before insert or update of email, phone, push_token, postal_address"
+        " on customers for each row execute function baton_suppress_erased()"
+    )
 
 
 def downgrade() -> None:
+    op.execute("drop trigger customers_erased on customers")
+    op.execute("drop function baton_suppress_erased()")
+    op.drop_table("erasures")
+    _replace_view(person=False)
     op.drop_column("messages", "person_id")
     op.drop_column("cycle_decisions", "person_id")
+    op.drop_table("cycle_persons")
     op.drop_index("ix_identity_persons_person", table_name="identity_persons")
     op.drop_table("identity_persons")
     op.drop_table("identity_exclusions")

@@ -1,0 +1,234 @@
+"""Identity in the store (SPEC §6): loading identifiers, resolving persons (in full and
+incrementally), excluding a value, explaining a person."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from baton.identity.admin import exclude, load_identifiers, show
+from baton.identity.resolve import IdentitySettings
+from baton.identity.store import resolve
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = IdentitySettings()
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _customers(engine: Engine, *rows: tuple[str, str | None, str | None, int]) -> None:
+    """(customer_id, email, phone, days after T0 it was created)."""
+    with engine.begin() as conn:
+        for cid, email, phone, days in rows:
+            conn.execute(
+                sa.text(
+                    "insert into customers (customer_id, email, phone, created_at) values (:c, :e, :p, :t)"
+                ),
+                {"c": cid, "e": email, "p": phone, "t": T0 + timedelta(days=days)},
+            )
+
+
+def _persons(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text("select customer_id, person_id from identity_persons")).all())
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "identifiers.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_resolve_links_other_spellings_and_names_the_earliest_profile(fresh_store: Engine) -> None:
+    _customers(
+        fresh_store,
+        ("guest-1", " Ann.Lee@Example.com", None, 5),
+        ("acct-9", "ann.lee@example.com", "+1 (555) 010-0199", 3),
+        ("app-3", None, "15550100199", 7),
+        ("junk-1", "null", "0000000", 1),
+        ("junk-2", "NULL", "000-0000", 2),
+        ("solo", "solo@example.com", None, 0),
+    )
+    result = resolve(fresh_store, SETTINGS)
+    assert result.full
+    # acct-9 was created first among the three: it names the person; junk values link no one
+    assert _persons(fresh_store) == {"guest-1": "acct-9", "acct-9": "acct-9", "app-3": "acct-9"}
+
+
+def test_incremental_resolve_touches_only_what_is_new(fresh_store: Engine, tmp_path: Path) -> None:
+    _customers(
+        fresh_store,
+        ("a", "a@x.com", None, 1),
+        ("b", "a@x.com", None, 2),
+        ("c", "c@x.com", None, 3),
+        ("d", "d@x.com", None, 4),
+    )
+    resolve(fresh_store, SETTINGS)
+    assert _persons(fresh_store) == {"a": "a", "b": "a"}
+    # what was stored so far is behind the watermarks (as it is some time after a resolve)
+    with fresh_store.begin() as conn:
+        conn.execute(
+            sa.text(
+                "update baton_meta set value = value || jsonb_build_object('links_watermark', now()::text,"
+                " 'persons_watermark', now()::text) where key = 'identity'"
+            )
+        )
+    loaded = load_identifiers(
+        fresh_store, _write(tmp_path, "customer_id,kind,value\nc,login,u-42\nd,login, u-42 \n")
+    )
+    assert (loaded.stored, loaded.rejected) == (2, [])
+    result = resolve(fresh_store, SETTINGS)
+    assert not result.full
+    assert result.affected_profiles == 2  # c and d: a and b are untouched
+    assert _persons(fresh_store) == {"a": "a", "b": "a", "c": "c", "d": "c"}
+
+
+def test_exclude_splits_the_person_at_the_next_resolve(fresh_store: Engine) -> None:
+    _customers(
+        fresh_store,
+        ("a", "shop@front.desk", None, 1),
+        ("b", "shop@front.desk", "+1 555 0100", 2),
+        ("c", None, "15550100", 3),
+    )
+    resolve(fresh_store, SETTINGS)
+    assert _persons(fresh_store) == {"a": "a", "b": "a", "c": "a"}
+    assert exclude(fresh_store, "email", " SHOP@front.desk", reason="the shop's front-desk address") == 2
+    assert _persons(fresh_store) == {"a": "a", "b": "a", "c": "a"}  # until the next resolve
+    resolve(fresh_store, SETTINGS)
+    assert _persons(fresh_store) == {"b": "b", "c": "b"}
+
+
+def test_over_shared_and_blocked_values_link_no_one(fresh_store: Engine) -> None:
+    _customers(
+        fresh_store,
+        *[(f"p{i}", "family@tablet.example", None, i) for i in range(4)],
+        ("q1", "test@test.com", None, 1),
+        ("q2", "test@test.com", None, 2),
+    )
+    resolve(fresh_store, IdentitySettings(max_profiles_per_value=3, blocked_values=("TEST@test.com",)))
+    assert _persons(fresh_store) == {}
+    resolve(fresh_store, IdentitySettings(max_profiles_per_value=4))  # settings changed: resolved in full
+    assert set(_persons(fresh_store)) == {"p0", "p1", "p2", "p3", "q1", "q2"}
+
+
+def test_load_rejects_bad_rows_with_their_reason_and_stores_the_rest(
+    fresh_store: Engine, tmp_path: Path
+) -> None:
+    _customers(fresh_store, ("a", None, None, 1))
+    future = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    path = _write(
+        tmp_path,
+        "customer_id,kind,value,first_seen\n"
+        "a,email,A@X.com,2026-02-01T10:00:00Z\n"
+        "a,fax,123,\n"
+        "a,cookie,,\n"
+        f"a,device,{'x' * 600},\n"
+        "a,login,u1,yesterday\n"
+        f"a,login,u2,{future}\n"
+        "ghost,login,u3,\n"
+        "a,login,u1,2026-01-05\n",
+    )
+    result = load_identifiers(fresh_store, path)
+    assert result.rows == 8 and result.stored == 2
+    reasons = dict(result.rejected)
+    assert sorted(reasons) == [3, 4, 5, 6, 7, 8]
+    assert "unknown kind 'fax'" in reasons[3]
+    assert reasons[4] == "value is empty"
+    assert "longer than 512" in reasons[5]
+    assert "'yesterday' is not a time" in reasons[6]
+    assert "lies in the future" in reasons[7]
+    assert "'ghost' is no profile" in reasons[8]
+    with fresh_store.connect() as conn:
+        rows = conn.execute(
+            sa.text("select kind, value, norm, first_seen, source from identifiers order by kind")
+        ).all()
+    assert [(r.kind, r.value, r.norm, r.source) for r in rows] == [
+        ("email", "A@X.com", "a@x.com", "identifiers.csv"),
+        ("login", "u1", "u1", "identifiers.csv"),
+    ]
+    # a second observation of a stored value keeps the earliest first_seen
+    load_identifiers(
+        fresh_store, _write(tmp_path, "customer_id,kind,value,first_seen\na, email ,a@x.com,2025-12-01\n")
+    )
+    with fresh_store.connect() as conn:
+        first = conn.execute(sa.text("select first_seen from identifiers where kind = 'email'")).scalar()
+    assert first == datetime(2025, 12, 1, tzinfo=UTC)
+
+
+def test_a_malformed_file_stores_nothing(fresh_store: Engine, tmp_path: Path) -> None:
+    from baton.errors import InputError
+
+    _customers(fresh_store, ("a", None, None, 1))
+    with pytest.raises(InputError, match="header must be customer_id,kind,value"):
+        load_identifiers(fresh_store, _write(tmp_path, "customer,kind,value\na,login,u1\n"))
+    with pytest.raises(InputError, match="identifiers.csv:3: is not valid CSV"):
+        load_identifiers(fresh_store, _write(tmp_path, 'customer_id,kind,value\na,login,u1\na,login,"u2\n'))
+    with fresh_store.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from identifiers")).scalar() == 0
+
+
+def test_show_explains_the_chain_and_what_does_not_link(fresh_store: Engine, tmp_path: Path) -> None:
+    _customers(
+        fresh_store,
+        ("acct", "ann@x.com", None, 1),
+        ("guest", "Ann@X.com ", "+1 555 0100", 2),
+        ("app", None, None, 3),
+    )
+    load_identifiers(
+        fresh_store, _write(tmp_path, "customer_id,kind,value\napp,phone,15550100\napp,cookie,null\n")
+    )
+    resolve(fresh_store, SETTINGS)
+    view = show(fresh_store, "15550100", SETTINGS)
+    assert view is not None and view.person_id == "acct"
+    assert [p["customer_id"] for p in view.profiles] == ["acct", "app", "guest"]
+    assert view.chains["app"] == [
+        ("acct", "email", "ann@x.com", "guest"),
+        ("guest", "phone", "15550100", "app"),
+    ]
+    status = {(o.customer_id, o.kind): o.status for o in view.observations}
+    assert status[("app", "cookie")] == "blocked"
+    assert status[("guest", "email")] == "links"
+    assert show(fresh_store, "nobody@nowhere", SETTINGS) is None
+
+
+def _cli(engine: Engine, *args: str) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, BATON_DATABASE_URL=engine.url.render_as_string(hide_password=False))
+    proc = subprocess.run(
+        [sys.executable, "-m", "baton", *args], capture_output=True, text=True, env=env, cwd=root, check=False
+    )
+    assert "Traceback" not in proc.stderr + proc.stdout
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+
+def test_the_identity_commands(fresh_store: Engine, tmp_path: Path) -> None:
+    _customers(
+        fresh_store, ("acct", "ann@x.com", None, 1), ("guest", "ANN@x.com", None, 2), ("app", None, None, 3)
+    )
+    path = _write(tmp_path, "customer_id,kind,value\napp,device,d-1\nguest,device,d-1\napp,fax,1\n")
+    code, text = _cli(fresh_store, "identity", "load", str(path))
+    assert code == 1 and f"{path}:4: unknown kind 'fax'" in text and "2 identifier(s) stored" in text
+    code, text = _cli(fresh_store, "identity", "resolve")
+    assert code == 0 and "3 profiles in 1 persons" in text
+    code, text = _cli(fresh_store, "identity", "show", "d-1")
+    assert code == 0 and "person acct" in text and "device d-1 (app)" in text
+    code, text = _cli(fresh_store, "identity", "exclude", "fax", "1")
+    assert code == 2 and "unknown identifier kind 'fax'" in text
+    code, text = _cli(fresh_store, "identity", "exclude", "device", " d-1 ", "--reason", "shared tablet")
+    assert code == 0 and "2 profile(s) hold it" in text
+    assert _cli(fresh_store, "identity", "resolve")[0] == 0
+    assert _persons(fresh_store) == {"acct": "acct", "guest": "acct"}
+    code, text = _cli(fresh_store, "person", "export", "app", "--out", str(tmp_path / "app.json"))
+    assert code == 0 and (tmp_path / "app.json").read_text().count('"customer_id": "app"') >= 1
+    code, text = _cli(fresh_store, "person", "forget", "ann@x.com", "--yes")
+    assert code == 0 and "forgot person acct (2 profile(s))" in text
+    code, text = _cli(fresh_store, "identity", "show", "guest")
+    assert code == 1 and "no profile" in text
