@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from baton.errors import BatonError
 
@@ -198,6 +199,8 @@ def simulate(
     try:
         when = parse_at(at)
         scenario = load_scenario(scenario_dir, ignore=[out_path])
+        for warning in scenario.warnings:
+            err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
         ensure_database(store_url())
         upgrade(get_engine())
         with err.status("deciding…"):

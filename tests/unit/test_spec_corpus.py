@@ -98,7 +98,7 @@ CAMPAIGN_CASES: list[tuple[str, list[str]]] = [
     (
         "empty",
         [
-            "None: (file): the file is empty: write a campaign (id, name, owner, schedule, start_date, channels, audience, message)",
+            "1: (file): the file is empty: write a campaign (id, name, owner, schedule, start_date, channels, audience, message)",
         ],
     ),
     (
@@ -477,7 +477,7 @@ def test_issue_str_has_file_line_field_message() -> None:
     ]
     with pytest.raises(SpecValidationError) as info:
         load_campaign(Path("corpus/campaigns/empty.yaml"))
-    assert str(info.value).startswith("corpus/campaigns/empty.yaml: (file): the file is empty")
+    assert str(info.value).startswith("corpus/campaigns/empty.yaml:1: (file): the file is empty")
 
 
 def test_explicit_templates_dir_is_used() -> None:

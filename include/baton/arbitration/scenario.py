@@ -214,6 +214,8 @@ class Scenario:
     history: tuple[HistoryRow, ...] = ()
     identifiers: tuple[IdentifierRow, ...] = ()
     exclusions: tuple[ExclusionRow, ...] = ()
+    warnings: tuple[str, ...] = ()
+    """Problems that do not stop the decision, ``file:line: ...`` (a consent topic the policy does not list)."""
 
 
 @dataclass(frozen=True)
@@ -417,14 +419,14 @@ def _load_policy(path: Path) -> Policy:
         raise InputError(str(exc)) from exc
 
 
-def _load_campaigns(directory: Path, templates_dir: Path) -> dict[str, Campaign]:
+def _load_campaigns(directory: Path, templates_dir: Path, policy: Policy) -> dict[str, Campaign]:
     from baton.spec import load_campaigns
 
     if not directory.is_dir():
         raise InputError(
             f"{directory}: missing; a scenario needs a campaigns/ folder with one <id>.yaml per campaign"
         )
-    campaigns, issues = load_campaigns(directory, templates_dir=templates_dir)
+    campaigns, issues = load_campaigns(directory, templates_dir=templates_dir, policy=policy)
     if issues:
         raise InputError("\n".join(str(issue) for issue in issues))
     return {c.id: c for c in campaigns}
@@ -500,10 +502,14 @@ def _load_candidates(path: Path, campaigns: dict[str, Campaign]) -> tuple[Candid
     return tuple(out)
 
 
-def _load_consents(path: Path) -> tuple[ConsentRow, ...]:
+def _load_consents(
+    path: Path, topics: tuple[str, ...] | None = None
+) -> tuple[tuple[ConsentRow, ...], tuple[str, ...]]:
+    """The consent rows, and one warning per topic that *topics* (the policy's, when given) does not list."""
     f = _CsvFile(path, CONSENT_COLUMNS)
     out: list[ConsentRow] = []
     first_line: dict[tuple[str, str, str], int] = {}
+    unknown: dict[str, list[int]] = {}
     for line, row in f.rows():
         customer_id = f.required_text(line, row, "customer_id")
         channel = f.channel(line, row)
@@ -521,8 +527,22 @@ def _load_consents(path: Path) -> tuple[ConsentRow, ...]:
                 f"on line {first_line[key]}; keep one row per customer, channel and topic",
             )
         first_line[key] = line
+        if topics is not None and topic and topic not in topics:
+            unknown.setdefault(topic, []).append(line)
         out.append(ConsentRow(customer_id=customer_id, channel=channel, topic=topic, status=status))
-    return tuple(out)
+    return tuple(out), tuple(
+        _unknown_topic_warning(path, t, lines, topics or ()) for t, lines in unknown.items()
+    )
+
+
+def _unknown_topic_warning(path: Path, topic: str, lines: list[int], topics: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(topic, topics, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    rows = f"{len(lines)} rows, first on line {lines[0]}" if len(lines) > 1 else "1 row"
+    return (
+        f"{path}:{lines[0]}: topic {topic!r} is not one of the policy's topics ({', '.join(topics)}){hint}; "
+        f"its consents ({rows}) match no campaign: fix the topic or add it to topics in policy.yaml"
+    )
 
 
 def _load_suppressions(path: Path) -> tuple[SuppressionRow, ...]:
@@ -676,7 +696,7 @@ def load_scenario(directory: Path, *, ignore: Iterable[Path] = ()) -> Scenario:
         )
     _check_known_files(directory, ignore)
     policy = _load_policy(directory / "policy.yaml")
-    campaigns = _load_campaigns(directory / "campaigns", directory / "templates")
+    campaigns = _load_campaigns(directory / "campaigns", directory / "templates", policy)
 
     def required(name: str) -> Path:
         path = directory / name
@@ -691,16 +711,18 @@ def load_scenario(directory: Path, *, ignore: Iterable[Path] = ()) -> Scenario:
     history_path = directory / "history.csv"
     identifiers_path = directory / "identifiers.csv"
     exclusions_path = directory / "exclusions.csv"
+    consents, warnings = _load_consents(consents_path, policy.topics) if consents_path.exists() else ((), ())
     return Scenario(
         policy=policy,
         campaigns=campaigns,
         customers=customers,
         candidates=candidates,
-        consents=_load_consents(consents_path) if consents_path.exists() else (),
+        consents=consents,
         suppressions=_load_suppressions(suppressions_path) if suppressions_path.exists() else (),
         history=_load_history(history_path, campaigns) if history_path.exists() else (),
         identifiers=_load_identifiers(identifiers_path) if identifiers_path.exists() else (),
         exclusions=_load_exclusions(exclusions_path) if exclusions_path.exists() else (),
+        warnings=warnings,
     )
 
 

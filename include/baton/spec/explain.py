@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 
 from baton.spec.enums import Category, Channel, ConsentMode, Period
 from baton.spec.issues import SpecIssue
-from baton.spec.models import ERROR_TYPE, SECRET_HOW, looks_like_secret
-from baton.spec.source import LineIndex, dotted
+from baton.spec.models import ERROR_TYPE, SECRET_HOW, looks_like_secret, number_text
+from baton.spec.source import LineIndex, dotted, shorten
 
 _EXPECTED: dict[str, str] = {
     "string_type": "a string",
@@ -68,12 +68,13 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int):
-        return f"the integer {value}"
+        return f"the integer {number_text(value)}"
     if isinstance(value, float):
         return f"the number {value:g}"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"the string {shown!r}"
+        return f"the string {shorten(value, 40)!r}"
+    if isinstance(value, bytes):
+        return "binary data (!!binary)"
     if isinstance(value, datetime | date):
         return f"the date {value.isoformat()}"
     if isinstance(value, list | tuple):
@@ -136,6 +137,8 @@ def _type_message(kind: str, value: Any) -> str:
         message += ": remove the quotes"
     elif kind == "int_type" and isinstance(value, float):
         message += ": use a whole number"
+    elif kind == "float_type" and isinstance(value, int) and not isinstance(value, bool):
+        message = f"{number_text(value)} is too large: write a number of at most 15 digits"
     elif kind == "bool_type":
         message += ": write true or false without quotes"
     return message
@@ -145,22 +148,24 @@ def _enum_message(err: Any, value: Any) -> str:
     expected = str((err.get("ctx") or {}).get("expected", ""))
     values = frozenset(re.findall(r"'([^']*)'", expected))
     noun, choices = _ENUM_NOUNS.get(values, ("value", tuple(sorted(values))))
-    close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
+    close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {noun} {value!r}: use one of {', '.join(choices)}{hint}"
+    shown = repr(shorten(value)) if isinstance(value, str) else describe(value)
+    return f"unknown {noun} {shown}: use one of {', '.join(choices)}{hint}"
 
 
 def _unknown_key_message(root: type[BaseModel], path: tuple[str | int, ...]) -> str:
     key = path[-1]
+    shown = repr(shorten(key)) if isinstance(key, str) else repr(key)
     if looks_like_secret(key):
-        return f"{key!r} looks like a secret: {SECRET_HOW}"
+        return f"{shown} looks like a secret: {SECRET_HOW}"
     model = model_at(root, path[:-1])
     if model is None:
-        return f"unknown key {key!r}: remove it"
+        return f"unknown key {shown}: remove it"
     allowed = list(model.model_fields)
     close = difflib.get_close_matches(str(key), allowed, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown key {key!r}{hint}: allowed keys are {', '.join(allowed)}"
+    return f"unknown key {shown}{hint}: allowed keys are {', '.join(allowed)}"
 
 
 def _jinja_line(index: LineIndex, path: tuple[str | int, ...], template_line: int) -> int:
@@ -212,8 +217,19 @@ def issues_from_error(
             message = f"{err['msg']}: fix the value"
         if line is None:
             line = index.line_of(path)
-        issues.append(SpecIssue(file, line, dotted(path), message))
+        issues.append(SpecIssue(file, line, shorten(dotted(path), 200), clip(message)))
     return issues
+
+
+MAX_MESSAGE = 1000
+"""The longest message of an issue; a longer one (a huge value quoted in it) loses its middle."""
+
+
+def clip(message: str) -> str:
+    """*message* cut to :data:`MAX_MESSAGE` characters, keeping its start (what is wrong) and end (what to do)."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return message[: MAX_MESSAGE * 2 // 3] + " [...] " + message[-(MAX_MESSAGE // 3) :]
 
 
 def sort_issues(issues: list[SpecIssue]) -> list[SpecIssue]:

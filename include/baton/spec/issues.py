@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,16 @@ class SpecIssue:
     message: str
 
     def __str__(self) -> str:
+        file = shown_path(self.file)
+        text = f"{self.field}: {self.message}".encode("utf-8", "backslashreplace").decode("utf-8")
         if self.line is None:
-            return f"{self.file}: {self.field}: {self.message}"
-        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+            return f"{file}: {text}"
+        return f"{file}:{self.line}: {text}"
+
+
+def shown_path(path: Path | str) -> str:
+    """*path* as printable text: a file name that is not UTF-8 shows its odd bytes as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class SpecValidationError(SpecError):

@@ -7,22 +7,30 @@ loaders raise :class:`SpecValidationError` with all of a file's problems at once
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import ValidationError
 
-from baton.spec.explain import issues_from_error, sort_issues
+from baton.spec.enums import Category
+from baton.spec.explain import clip, issues_from_error, sort_issues
 from baton.spec.issues import FILE_FIELD, SpecIssue, SpecValidationError
 from baton.spec.models import Campaign, Policy
-from baton.spec.source import read_yaml
+from baton.spec.source import LineIndex, read_yaml, shorten
 
 log = logging.getLogger(__name__)
 
 POLICY_NAMES = ("policy.yaml", "policy.yml")
 YAML_SUFFIXES = (".yaml", ".yml")
+
+INTERNAL_ERROR = "the file could not be checked"
+"""The start of the message of an unexpected failure while checking a file (a bug in Baton)."""
+
+_T = TypeVar("_T")
 
 
 def default_templates_dir(campaign_file: Path) -> Path:
@@ -45,7 +53,64 @@ def _not_a_mapping(file: Path, line: int, data: object, example: str) -> SpecIss
     )
 
 
-def _campaign(path: Path, templates_dir: Path | None) -> tuple[Campaign | None, list[SpecIssue]]:
+def _guarded(
+    file: Path, check: Callable[[], tuple[_T | None, list[SpecIssue]]]
+) -> tuple[_T | None, list[SpecIssue]]:
+    """Run *check* on *file*; whatever it raises becomes an issue of *file*, never a traceback."""
+    try:
+        return check()
+    except RecursionError:
+        return None, [SpecIssue(file, 1, FILE_FIELD, "the file nests too deeply: simplify it")]
+    except Exception as exc:  # last resort: one file never takes the others (or the caller) down
+        log.debug("checking %s failed", file, exc_info=True)
+        reason = shorten(str(exc).split("\n", 1)[0], 160)
+        return None, [
+            SpecIssue(
+                file,
+                1,
+                FILE_FIELD,
+                f"{INTERNAL_ERROR} ({type(exc).__name__}: {reason}): simplify the unusual value, "
+                "and report this to the Baton maintainers with the file",
+            )
+        ]
+
+
+def _topic_issue(path: Path, campaign: Campaign, index: LineIndex, policy: Policy | None) -> SpecIssue | None:
+    """The issue of a marketing campaign whose topic the policy does not list (SPEC §2 ``topics``)."""
+    if policy is None or policy.topics is None or campaign.category is not Category.marketing:
+        return None
+    topics = policy.topics
+    if campaign.topic in topics:
+        return None
+    close = difflib.get_close_matches(campaign.topic, topics, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = ", ".join(topics)
+    topic = repr(shorten(campaign.topic))
+    if ("topic",) in index.lines:
+        return SpecIssue(
+            path,
+            index.line_of(("topic",)),
+            "topic",
+            clip(
+                f"topic {topic} is not one of the policy's topics ({listed}){hint}: "
+                "use a listed topic, or add it to topics in policy.yaml"
+            ),
+        )
+    return SpecIssue(
+        path,
+        index.line_of(("id",)),
+        "topic",
+        clip(
+            f"the campaign has no topic, so its topic is its id {topic}, which is not one of the "
+            f"policy's topics ({listed}): add topic: <a listed topic>{hint}, or add {topic} to "
+            "topics in policy.yaml"
+        ),
+    )
+
+
+def _campaign_unguarded(
+    path: Path, templates_dir: Path | None, policy: Policy | None, id_line: list[int]
+) -> tuple[Campaign | None, list[SpecIssue]]:
     document, issues = read_yaml(path)
     if document is None:
         return None, issues
@@ -53,7 +118,7 @@ def _campaign(path: Path, templates_dir: Path | None) -> tuple[Campaign | None, 
         issues.append(
             SpecIssue(
                 path,
-                None,
+                1,
                 FILE_FIELD,
                 "the file is empty: write a campaign (id, name, owner, schedule, start_date, channels, audience, message)",
             )
@@ -71,39 +136,69 @@ def _campaign(path: Path, templates_dir: Path | None) -> tuple[Campaign | None, 
     except ValidationError as exc:
         issues.extend(issues_from_error(exc, path, document.index, Campaign))
         return None, sort_issues(issues)
+    id_line[0] = document.index.line_of(("id",))
+    topic = _topic_issue(path, campaign, document.index, policy)
+    if topic is not None:
+        issues.append(topic)
     if issues:
         return None, sort_issues(issues)
     return campaign, []
 
 
-def load_campaign(path: Path, templates_dir: Path | None = None) -> Campaign:
+def _campaign(
+    path: Path, templates_dir: Path | None, policy: Policy | None = None, id_line: list[int] | None = None
+) -> tuple[Campaign | None, list[SpecIssue]]:
+    """The campaign of *path* or its issues; *id_line*, when given, receives the line of ``id``."""
+    line = id_line if id_line is not None else [1]
+    return _guarded(path, lambda: _campaign_unguarded(path, templates_dir, policy, line))
+
+
+def load_campaign(path: Path, templates_dir: Path | None = None, *, policy: Policy | None = None) -> Campaign:
     """Load one campaign file; raises :class:`SpecValidationError` listing every problem.
 
     ``templates_dir`` defaults to ``<path's folder>/../templates`` (``dags/templates``).
+    With a *policy* that lists ``topics``, a marketing campaign's topic must be one of them.
     """
-    campaign, issues = _campaign(Path(path), templates_dir)
+    campaign, issues = _campaign(Path(path), templates_dir, policy)
     if campaign is None:
         raise SpecValidationError(issues)
     return campaign
 
 
-def _yaml_files(directory: Path) -> list[Path]:
-    return sorted(
-        (
-            p
-            for p in directory.iterdir()
-            if p.suffix in YAML_SUFFIXES and not p.name.startswith(".") and p.is_file()
-        ),
-        key=lambda p: p.name,
-    )
+def _yaml_files(directory: Path) -> tuple[list[Path], list[SpecIssue]]:
+    """The ``*.yaml``/``*.yml`` entries of *directory* (not hidden), sorted by name.
+
+    Every such entry is returned, also a directory or a dangling link: reading it reports
+    what is wrong instead of silently leaving the campaign out.
+    """
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        return [], [
+            SpecIssue(
+                directory,
+                None,
+                FILE_FIELD,
+                f"cannot list the folder ({exc.strerror or type(exc).__name__}): check its permissions",
+            )
+        ]
+    files = [
+        directory / name
+        for name in names
+        if os.path.splitext(name)[1] in YAML_SUFFIXES and not name.startswith(".")
+    ]
+    return files, []
 
 
-def _load_each(files: Iterable[Path], templates_dir: Path | None) -> tuple[list[Campaign], list[SpecIssue]]:
+def _load_each(
+    files: Iterable[Path], templates_dir: Path | None, policy_of: Callable[[Path], Policy | None]
+) -> tuple[list[Campaign], list[SpecIssue]]:
     campaigns: list[Campaign] = []
     issues: list[SpecIssue] = []
     by_id: dict[str, Path] = {}
     for file in files:
-        campaign, found = _campaign(file, templates_dir)
+        id_line = [1]
+        campaign, found = _campaign(file, templates_dir, policy_of(file), id_line)
         issues.extend(found)
         if campaign is None:
             continue
@@ -111,7 +206,7 @@ def _load_each(files: Iterable[Path], templates_dir: Path | None) -> tuple[list[
             issues.append(
                 SpecIssue(
                     file,
-                    None,
+                    id_line[0],
                     "id",
                     f"campaign {campaign.id!r} is also defined in {by_id[campaign.id]}: keep only one of the files",
                 )
@@ -128,22 +223,23 @@ def load_campaigns(
     """Load every ``*.yaml``/``*.yml`` file of *directory* (sorted by name; hidden files are skipped).
 
     Returns the valid campaigns and the issues of the others: a bad file never hides the
-    others.  A missing directory is one issue.
+    others, and no file makes this function raise.  A missing directory is one issue.  With
+    a *policy* that lists ``topics``, a marketing campaign whose topic is not listed is invalid.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return [], [
             SpecIssue(directory, None, FILE_FIELD, "campaign folder not found: create it or fix the path")
         ]
-    campaigns, issues = _load_each(_yaml_files(directory), templates_dir)
+    files, issues = _yaml_files(directory)
+    campaigns, found = _load_each(files, templates_dir, lambda _file: policy)
+    issues.extend(found)
     if issues:
         log.warning("%s campaign file problem(s) in %s", len(issues), directory)
     return campaigns, issues
 
 
-def _policy(path: Path) -> tuple[Policy | None, list[SpecIssue]]:
-    if not path.exists():
-        return Policy(), []
+def _policy_unguarded(path: Path) -> tuple[Policy | None, list[SpecIssue]]:
     document, issues = read_yaml(path)
     if document is None:
         return None, issues
@@ -159,6 +255,17 @@ def _policy(path: Path) -> tuple[Policy | None, list[SpecIssue]]:
     if issues:
         return None, sort_issues(issues)
     return policy, []
+
+
+def _exists(path: Path) -> bool:
+    """Whether anything is at *path*, a dangling link included."""
+    return os.path.lexists(path)
+
+
+def _policy(path: Path) -> tuple[Policy | None, list[SpecIssue]]:
+    if not _exists(path):
+        return Policy(), []
+    return _guarded(path, lambda: _policy_unguarded(path))
 
 
 def load_policy(path: Path) -> Policy:
@@ -180,12 +287,23 @@ def load_deployment(dags_folder: Path) -> tuple[Policy, list[Campaign]]:
     """
     folder = Path(dags_folder)
     policy = load_policy(folder / "policy.yaml")
-    campaigns, _issues = load_campaigns(folder / "campaigns", folder / "templates")
+    campaigns, _issues = load_campaigns(folder / "campaigns", folder / "templates", policy=policy)
     return policy, [c for c in campaigns if c.enabled]
 
 
 def _is_policy(path: Path) -> bool:
     return path.name in POLICY_NAMES
+
+
+def default_policy_file(campaign_file: Path) -> Path:
+    """The policy a lone campaign file is checked against: ``<its folder>/../policy.yaml``
+    (``dags/policy.yaml`` for ``dags/campaigns/x.yaml``), or ``<its folder>/policy.yaml`` when
+    only that one exists (a campaign lying directly in ``dags/``)."""
+    default = Path(os.path.normpath(campaign_file.parent / ".." / "policy.yaml"))
+    beside = campaign_file.parent / "policy.yaml"
+    if not _exists(default) and _exists(beside):
+        return beside
+    return default
 
 
 def validate_paths(paths: list[Path]) -> list[SpecIssue]:
@@ -195,34 +313,68 @@ def validate_paths(paths: list[Path]) -> list[SpecIssue]:
     in its ``campaigns/`` folder when that exists, and the other ``*.yaml``/``*.yml`` files
     directly in it, read as campaigns.  A file is a policy when named ``policy.yaml`` or
     ``policy.yml`` and a campaign otherwise.  A path that does not exist is an issue.
+
+    Campaigns are checked against the policy's ``topics``: the policy of the directory given,
+    or for a campaign file given alone the one :func:`default_policy_file` finds.  An invalid
+    policy reports its own problems; the campaigns are then not checked against it.
     """
     issues: list[SpecIssue] = []
     campaign_files: list[Path] = []
-    seen: set[Path] = set()
+    policy_files: dict[Path, Path] = {}  # campaign file -> the policy file of its folder
+    seen: set[str] = set()
+    policies: dict[str, Policy | None] = {}
 
     def once(path: Path) -> bool:
-        key = path.resolve()
+        key = os.path.realpath(path)
         if key in seen:
             return False
         seen.add(key)
         return True
 
+    def load_policy_once(path: Path) -> Policy | None:
+        key = os.path.realpath(path)
+        if key not in policies:
+            policy, found = _policy(path)
+            policies[key] = policy
+            issues.extend(found)
+        return policies[key]
+
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
+        if not _exists(path):
             issues.append(SpecIssue(path, None, FILE_FIELD, "no such file or directory: check the path"))
         elif path.is_dir():
-            for name in POLICY_NAMES:
-                if (path / name).is_file() and once(path / name):
-                    issues.extend(_policy(path / name)[1])
+            present = [path / name for name in POLICY_NAMES if _exists(path / name)]
+            for policy_path in present:
+                load_policy_once(policy_path)
+            policy_file = present[0] if present else path / POLICY_NAMES[0]
             folder = path / "campaigns"
+            found_files: list[Path] = []
             if folder.is_dir():
-                campaign_files.extend(f for f in _yaml_files(folder) if once(f))
-            campaign_files.extend(f for f in _yaml_files(path) if not _is_policy(f) and once(f))
+                in_folder, problems = _yaml_files(folder)
+                issues.extend(problems)
+                found_files.extend(in_folder)
+            directly, problems = _yaml_files(path)
+            issues.extend(problems)
+            found_files.extend(f for f in directly if not _is_policy(f))
+            for file in found_files:
+                if once(file):
+                    campaign_files.append(file)
+                    policy_files[file] = policy_file
+        elif _is_policy(path):
+            load_policy_once(path)
         elif once(path):
-            if _is_policy(path):
-                issues.extend(_policy(path)[1])
-            else:
-                campaign_files.append(path)
-    issues.extend(_load_each(campaign_files, None)[1])
+            campaign_files.append(path)
+            policy_files[path] = default_policy_file(path)
+
+    def policy_of(file: Path) -> Policy | None:
+        policy_file = policy_files.get(file)
+        if policy_file is None or not _exists(policy_file):
+            return None
+        key = os.path.realpath(policy_file)
+        if key not in policies:  # a lone campaign file's policy: used, not reported
+            policies[key] = _policy(policy_file)[0]
+        return policies[key]
+
+    issues.extend(_load_each(campaign_files, None, policy_of)[1])
     return issues

@@ -61,6 +61,15 @@ CAMPAIGN_FREQUENCY = "campaign_frequency"
 
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
+MAX_TEMPLATE_BYTES = 1024 * 1024
+"""The largest email template file read (1 MiB)."""
+
+MAX_TAG_LENGTH = 100
+"""The longest campaign tag (Airflow's limit for DAG tags)."""
+
+MAX_LABEL_LENGTH = 200
+"""The longest campaign ``name`` and ``owner`` (shown on the DAG; Airflow stores at most 2000 characters)."""
+
 _JINJA = SandboxedEnvironment()
 
 _SECRET_KEY = re.compile(
@@ -90,6 +99,17 @@ def fail(
     if template_line is not None:
         context["template_line"] = template_line
     return PydanticCustomError(ERROR_TYPE, "{message}", context)
+
+
+def number_text(value: float) -> str:
+    """*value* for a message: ``1.5``, ``120``, ``1e+400`` as ``inf``, an integer of 400 digits cut short."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            text = str(value)
+        except ValueError:  # more digits than Python converts
+            return "an integer of more than 4300 digits"
+        return text if len(text) <= 20 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
+    return f"{value:g}"
 
 
 def _error(loc: tuple[str | int, ...], value: Any, message: str) -> InitErrorDetails:
@@ -124,9 +144,14 @@ def _jinja_message(exc: TemplateSyntaxError) -> str:
     return (exc.message or "invalid syntax").strip().rstrip(".")
 
 
+_TOO_DEEP = "the template nests too deeply (brackets or blocks inside each other): simplify it"
+
+
 def _jinja(value: str) -> str:
     try:
         _JINJA.parse(value)
+    except RecursionError:
+        raise fail(_TOO_DEEP) from None
     except TemplateSyntaxError as exc:
         where = f" (line {exc.lineno} of the template)" if "\n" in value.strip("\n") else ""
         raise fail(
@@ -156,10 +181,15 @@ def _utc_datetime(value: Any) -> Any:
             value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:
             raise fail(f"bad date {value!r}: {how}") from None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    try:
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if isinstance(value, date):
+            return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    except (OverflowError, ValueError):  # 0001-01-01T00:00:00+01:00 is before the first UTC time Python has
+        raise fail(
+            f"date {value.isoformat()} is out of range: write a date between 0001-01-02 and 9999-12-30"
+        ) from None
     raise fail(f"bad date {value!r}: {how}")
 
 
@@ -226,7 +256,9 @@ class Between:
 
     def _check(self, value: float) -> float:
         if not self.low <= value <= self.high:
-            raise fail(f"{value:g} is out of range: use {self.kind} from {self.low:g} to {self.high:g}")
+            raise fail(
+                f"{number_text(value)} is out of range: use {self.kind} from {self.low:g} to {self.high:g}"
+            )
         return value
 
 
@@ -237,14 +269,16 @@ def _between(low: float, high: float, kind: str) -> Between:
 def _not_negative(value: int) -> int:
     if value < 0:
         raise fail(
-            f"{value} is not allowed: use an integer 0 or greater (0 blocks every message the cap applies to)"
+            f"{number_text(value)} is not allowed: use an integer 0 or greater (0 blocks every message the cap applies to)"
         )
     return value
 
 
 def _positive(value: float) -> float:
     if value <= 0:
-        raise fail(f"{value:g} is not allowed: use a number greater than 0, or remove the key for no limit")
+        raise fail(
+            f"{number_text(value)} is not allowed: use a number greater than 0, or remove the key for no limit"
+        )
     return value
 
 
@@ -356,7 +390,20 @@ def _template_name(value: str, info: ValidationInfo) -> str:
     if not isinstance(templates_dir, Path):
         return value
     file = templates_dir / value
-    if not file.is_file():
+    try:
+        found = file.is_file()
+        size = file.stat().st_size if found else 0
+    except OSError as exc:  # a name too long for the file system, ...
+        raise fail(
+            f"template {value!r} cannot be looked up ({exc.strerror or exc}): use a short file name, "
+            "e.g. template: abandoned_cart.html.j2"
+        ) from None
+    if found and size > MAX_TEMPLATE_BYTES:
+        raise fail(
+            f"template {value!r} is larger than {MAX_TEMPLATE_BYTES // 1024 // 1024} MiB: "
+            "an email template is a few kilobytes; check that it is the right file"
+        )
+    if not found:
         known = (
             sorted(p.relative_to(templates_dir).as_posix() for p in templates_dir.rglob("*") if p.is_file())
             if templates_dir.is_dir()
@@ -371,6 +418,8 @@ def _template_name(value: str, info: ValidationInfo) -> str:
         raise fail(f"template {value!r} cannot be read ({exc}): make it a readable UTF-8 file") from None
     try:
         _JINJA.parse(source, name=value)
+    except RecursionError:
+        raise fail(f"template {value!r}: {_TOO_DEEP}") from None
     except TemplateSyntaxError as exc:
         raise fail(
             f"template {value!r} does not parse: {_jinja_message(exc)} (line {exc.lineno} of {file}): fix the template"
@@ -604,6 +653,28 @@ class Campaign(_Model):
             raise fail(
                 f"id {value!r} must equal the file name stem {stem!r}: rename the file or change the id"
             )
+        return value
+
+    @field_validator("name", "owner")
+    @classmethod
+    def _label_length(cls, value: str, info: ValidationInfo) -> str:
+        if len(value) > MAX_LABEL_LENGTH:
+            raise fail(
+                f"{info.field_name} is {len(value)} characters long, more than {MAX_LABEL_LENGTH}: "
+                "shorten it (put details in description)"
+            )
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_length(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for i, tag in enumerate(value):
+            if len(tag) > MAX_TAG_LENGTH:
+                raise fail(
+                    f"tag {tag[:20]!r}... is {len(tag)} characters long, more than {MAX_TAG_LENGTH}: "
+                    "use a short label",
+                    at=(i,),
+                )
         return value
 
     @field_validator("channels")
@@ -904,6 +975,13 @@ class Policy(_Model):
         description="How profiles are linked into persons (SPEC §6); caps, control groups and the ranking "
         "are per person.",
     )
+    topics: tuple[NonEmptyStr, ...] | None = Field(
+        default=None,
+        description="The deployment's subscription topics, each listed once. When given, a marketing "
+        "campaign whose `topic` (or, without one, whose `id`) is not listed is invalid: a misspelt topic "
+        "would otherwise bypass every opt-out of the real one. Transactional campaigns are not checked.",
+        json_schema_extra={"doc_default": "none: topics are not checked"},
+    )
 
     def channel(self, ch: Channel) -> ChannelSettings:
         """The settings of *ch*: as configured, else consent default, connection ``baton_<channel>``, no rate limit."""
@@ -930,6 +1008,26 @@ class Policy(_Model):
                     at=(i, "name"),
                 )
             first[cap.name] = i
+        return value
+
+    @field_validator("topics")
+    @classmethod
+    def _unique_topics(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return value
+        if not value:
+            raise fail(
+                "no topic listed: list the deployment's subscription topics, e.g. [promotions, newsletter], "
+                "or remove topics to leave campaigns' topics unchecked"
+            )
+        first: dict[str, int] = {}
+        for i, topic in enumerate(value):
+            if topic in first:
+                raise fail(
+                    f"topic {topic!r} is listed twice (already topics[{first[topic]}]): list each topic once",
+                    at=(i,),
+                )
+            first[topic] = i
         return value
 
     @field_validator("channels", mode="before")

@@ -18,7 +18,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
 
 from baton.spec import Campaign, Policy, SpecIssue, SpecValidationError, load_campaigns, load_policy
-from baton.spec.issues import FILE_FIELD
+from baton.spec.issues import FILE_FIELD, shown_path
 from baton.spec.schedule import cron_of
 
 log = logging.getLogger(__name__)
@@ -187,5 +187,5 @@ def build_campaign_dags(dags_folder: Path) -> dict[str, DAG]:
             dag_id = dag_id_for(_safe_id(Path(file).name))
         if dag_id in dags:
             continue
-        dags[dag_id] = build_invalid_dag(Path(file).stem, file_issues, dag_id)
+        dags[dag_id] = build_invalid_dag(shown_path(Path(file).stem), file_issues, dag_id)
     return dags
