@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint docs bench constraints db-stop clean
+.PHONY: help install demo test test-fast fuzz lint docs bench constraints db-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: $(STAMP) ## run the whole test suite (unit, dags, integration) on the embe
 
 test-fast: $(STAMP) ## unit tests only (no database, no Airflow)
 	$(BIN)/python -m pytest -q -m unit $(PYTEST_ARGS)
+
+fuzz: $(STAMP) ## fuzz the campaign/policy loaders and the DAG files with thousands of mutated files (minutes)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -m fuzz $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy (strict on include/baton)
 	$(BIN)/ruff check include dev dags plugins tests bench
