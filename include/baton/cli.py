@@ -41,17 +41,38 @@ def validate(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Campaign/policy files or folders (default: dags/)")
     ] = None,
+    store: Annotated[
+        bool,
+        typer.Option(
+            "--store",
+            help="also check each campaign against the store: its audience query prepared read-only,"
+            " every template variable known",
+        ),
+    ] = False,
 ) -> None:
     """Check campaign and policy files; print every error as file:line: field: message."""
-    from baton.spec import validate_paths
+    from baton.spec.loader import default_templates_dir, validated_campaigns
 
-    issues = validate_paths(list(paths or [Path("dags")]))
+    campaigns, issues = validated_campaigns(list(paths or [Path("dags")]))
+    if store:
+        from baton.audience.check import check_campaign
+        from baton.spec import Policy
+
+        try:
+            engine = _store()
+            for campaign, file, policy in campaigns:
+                issues += check_campaign(
+                    engine, campaign, policy or Policy(), file=file, templates_dir=default_templates_dir(file)
+                )
+        except BatonError as exc:
+            _fail(exc)
     for issue in issues:
         out.print(str(issue), highlight=False, soft_wrap=True, markup=False)
     if issues:
         err.print(f"[red]{len(issues)} error(s)[/red]")
         raise typer.Exit(1)
-    out.print("[green]all files valid[/green]")
+    checked = " (and fit the store)" if store else ""
+    out.print(f"[green]all files valid{checked}[/green]")
 
 
 @app.command()

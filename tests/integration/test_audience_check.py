@@ -155,3 +155,47 @@ def test_a_query_without_customer_id(seeded: Engine, dags: Path) -> None:
         seeded, dags, CART.replace("    select customer_id,\n", "    select customer_id as cid,\n")
     )
     assert "must return a customer_id column" in issue
+
+
+def _validate(engine: Engine, *paths: Path) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, BATON_DATABASE_URL=engine.url.render_as_string(hide_password=False))
+    proc = subprocess.run(
+        [sys.executable, "-m", "baton", "validate", "--store", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert "Traceback" not in proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_validate_store_passes_the_shipped_files(seeded: Engine) -> None:
+    code, text = _validate(seeded, ROOT / "dags")
+    assert code == 0, text
+    assert "all files valid (and fit the store)" in text
+
+
+def test_validate_store_reports_sql_and_variable_typos(seeded: Engine, dags: Path) -> None:
+    (dags / "policy.yaml").write_text("global_control_percent: 5\n", encoding="utf-8")
+    (dags / "campaigns" / "cart.yaml").write_text(
+        CART.replace("max(item_name) as item_name", "max(item_nam) as item_name"), encoding="utf-8"
+    )
+    (dags / "campaigns" / "news.yaml").write_text(
+        CART.replace("id: cart", "id: news").replace("{{ item_name }} behind", "{{ item_nme }} behind"),
+        encoding="utf-8",
+    )
+    code, text = _validate(seeded, dags)
+    assert code == 1
+    assert (
+        f"{dags / 'campaigns' / 'cart.yaml'}:11: audience.sql: the audience query fails in the store" in text
+    )
+    assert (
+        f"{dags / 'campaigns' / 'news.yaml'}:18: message.email.subject: unknown variable 'item_nme'" in text
+    )
+    assert "2 error(s)" in text

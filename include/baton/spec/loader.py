@@ -307,7 +307,16 @@ def default_policy_file(campaign_file: Path) -> Path:
 
 
 def validate_paths(paths: list[Path]) -> list[SpecIssue]:
-    """Every problem of the campaign and policy files at *paths* (``baton validate``).
+    """Every problem of the campaign and policy files at *paths* (``baton validate``); see
+    :func:`validated_campaigns`."""
+    return validated_campaigns(paths)[1]
+
+
+def validated_campaigns(
+    paths: list[Path],
+) -> tuple[list[tuple[Campaign, Path, Policy | None]], list[SpecIssue]]:
+    """The valid campaigns at *paths* (each with its file and the policy it was checked against) and
+    every problem of the campaign and policy files there.
 
     A directory means its ``policy.yaml`` (or ``policy.yml``) when present, the campaigns
     in its ``campaigns/`` folder when that exists, and the other ``*.yaml``/``*.yml`` files
@@ -376,5 +385,7 @@ def validate_paths(paths: list[Path]) -> list[SpecIssue]:
             policies[key] = _policy(policy_file)[0]
         return policies[key]
 
-    issues.extend(_load_each(campaign_files, None, policy_of)[1])
-    return issues
+    campaigns, problems = _load_each(campaign_files, None, policy_of)
+    issues.extend(problems)
+    file_of = {f.stem: f for f in campaign_files}
+    return [(c, file_of[c.id], policy_of(file_of[c.id])) for c in campaigns], issues
