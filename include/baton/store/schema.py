@@ -297,6 +297,8 @@ cycle_outcomes = sa.Table(
     sa.Column("outcome", sa.Text, primary_key=True),
     sa.Column("reason", sa.Text, primary_key=True, server_default=""),
     sa.Column("n", sa.Integer, nullable=False),
+    # a campaign's volumes over time (the Marketing view's campaign page; migration 0007)
+    sa.Index("ix_cycle_outcomes_campaign", "campaign_id", "cycle_at"),
     comment="decisions summarised per cycle x campaign x channel x outcome (x cap), written at commit",
 )
 
@@ -356,6 +358,21 @@ message_events = sa.Table(
     sa.Column("ts", TS, nullable=False, server_default=sa.func.now()),
     sa.Column("detail", JSONB),
     sa.Index("ix_message_events_message", "message_id"),
+)
+
+test_sends = sa.Table(
+    "test_sends",
+    metadata,
+    sa.Column("test_send_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("requested_by", sa.Text, nullable=False, comment="the Airflow user (or CLI user) who sent it"),
+    sa.Column("requested_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("campaign_id", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("addresses", ARRAY(sa.Text), nullable=False, comment="the internal addresses it went to"),
+    sa.Column("result", sa.Text, nullable=False, comment="sent, failed or refused"),
+    sa.Column("detail", sa.Text, comment="the provider's ids, or why it failed"),
+    sa.Index("ix_test_sends_campaign", "campaign_id", "requested_at"),
+    comment="test sends of campaign previews: never messages, never counted toward caps",
 )
 
 meta = sa.Table(
