@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from rich.table import Table
 
 from baton.arbitration.cycle import begin_cycle, commit_cycle, decide_shard
 from baton.audience.load import load_batch
+from baton.identity.resolve import IdentitySettings
 from baton.spec import Campaign, Policy
 from baton.store import engine as store_engine
 from baton.store.migrate import upgrade
@@ -209,7 +211,7 @@ def generate(engine: sa.Engine, people: int, history_per_day: float) -> int:
         return int(conn.exec_driver_sql("select count(*) from bench_audience").scalar() or 0)
 
 
-def _reuse(engine: sa.Engine, people: int) -> int | None:
+def reset_cycle(engine: sa.Engine, people: int) -> int | None:
     """Reset the benchmark cycle in a kept database; None when it holds no (or other) data."""
     with engine.begin() as conn:
         n = conn.exec_driver_sql("select count(*) from customers").scalar()
@@ -230,6 +232,45 @@ def _reuse(engine: sa.Engine, people: int) -> int | None:
         conn.exec_driver_sql("vacuum analyze cycle_decisions")
         conn.exec_driver_sql("vacuum analyze messages")
         return int(conn.exec_driver_sql("select count(*) from bench_audience").scalar() or 0)
+
+
+@dataclass
+class CycleRun:
+    """The timings and results of one benchmark cycle."""
+
+    phases: dict[str, float]
+    stats: list[Any]
+    result: Any
+    total: float
+
+
+def run_cycle(engine: sa.Engine, policy: Policy, campaigns: list[Campaign], shards: int) -> CycleRun:
+    """One cycle, timed: load the batches (as many campaigns at a time as shards), decide the shards in
+    parallel, commit."""
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # the campaigns' DAGs load their batches concurrently: here with as many workers as shards
+    with ThreadPoolExecutor(max_workers=shards) as pool:
+        list(
+            pool.map(
+                lambda c: load_batch(
+                    engine, c, data_interval_start=T - timedelta(hours=1), data_interval_end=T, cycle_at=T
+                ),
+                campaigns,
+            )
+        )
+    phases[f"load (audience SQL → batches, {shards} campaigns at a time)"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    start = begin_cycle(engine, T, campaigns, shards=shards, identity=IdentitySettings.of(policy))
+    phases["begin (decision token, identity as of T)"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=shards) as pool:
+        stats = list(pool.map(lambda s: decide_shard(engine, T, policy, campaigns, s), range(start.shards)))
+    phases["decide (shards in parallel)"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    result = commit_cycle(engine, T, policy, campaigns)
+    phases["commit (outbox + summary)"] = time.perf_counter() - t2
+    return CycleRun(phases, stats, result, time.perf_counter() - t0)
 
 
 def naive_loop(
@@ -297,7 +338,7 @@ def main(
         policy, campaigns = build_specs()
         with console.status(f"generating {people:,} people, candidates and 30 days of history (not timed)…"):
             t0 = time.perf_counter()
-            rows = _reuse(engine, people) if reuse else None
+            rows = reset_cycle(engine, people) if reuse else None
             if rows is None:
                 rows = generate(engine, people, history_per_day)
             with engine.connect() as conn:
@@ -313,30 +354,8 @@ def main(
         with engine.connect() as conn:
             conn.exec_driver_sql("checkpoint")
             wal0 = conn.exec_driver_sql("select pg_current_wal_lsn()").scalar()
-        phases: dict[str, float] = {}
-        t0 = time.perf_counter()
-        # the campaigns' DAGs load their batches concurrently: here with as many workers as shards
-        with ThreadPoolExecutor(max_workers=shards) as pool:
-            list(
-                pool.map(
-                    lambda c: load_batch(
-                        engine, c, data_interval_start=T - timedelta(hours=1), data_interval_end=T, cycle_at=T
-                    ),
-                    campaigns,
-                )
-            )
-        phases[f"load (audience SQL → batches, {shards} campaigns at a time)"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        start = begin_cycle(engine, T, campaigns, shards=shards)
-        with ThreadPoolExecutor(max_workers=shards) as pool:
-            stats = list(
-                pool.map(lambda s: decide_shard(engine, T, policy, campaigns, s), range(start.shards))
-            )
-        phases["decide (shards in parallel)"] = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        result = commit_cycle(engine, T, policy, campaigns)
-        phases["commit (outbox + summary)"] = time.perf_counter() - t2
-        total = time.perf_counter() - t0
+        run = run_cycle(engine, policy, campaigns, shards)
+        phases, stats, result, total = run.phases, run.stats, run.result, run.total
         with engine.connect() as conn:
             wal_mb = (
                 float(

@@ -3,7 +3,7 @@
 Options: ``--people N`` (default 1,000,000), ``--shards N`` (default 2),
 ``--naive-sample N`` (the naive loop decides 1/N of the people; default 50),
 ``--messages N`` (delivery benchmark, per channel; default 5,000),
-``--only arbitration|delivery``.
+``--only arbitration|delivery|identity``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,17 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--naive-sample", type=int, default=50)
     parser.add_argument("--messages", type=int, default=5_000)
-    parser.add_argument("--only", choices=["arbitration", "delivery"], default=None)
+    parser.add_argument("--only", choices=["arbitration", "delivery", "identity"], default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.only in (None, "arbitration"):
         from bench import arbitration
 
         arbitration.main(people=args.people, shards=args.shards, naive_sample=args.naive_sample)
+    if args.only in (None, "identity"):
+        from bench import identity
+
+        identity.main(people=args.people, shards=args.shards)
     if args.only in (None, "delivery"):
         from bench import delivery
 

@@ -342,6 +342,29 @@ def decide_shard(
         return stats
 
 
+def what_if_unlinked(
+    engine: Engine, at: datetime, policy: Policy, campaigns: Iterable[Campaign]
+) -> list[tuple[str, str, str]]:
+    """What a decided cycle ``at`` would have selected had every profile been a person of its own:
+    ``(customer_id, campaign_id, channel)`` of each selected alternative.  Decided again from the
+    cycle's batches with the same engine, in a transaction that is rolled back (nothing is stored);
+    the cycle's own messages are left out of the history, as they were when it decided."""
+    with transaction(engine) as tx:
+        row = tx.execute("select batch_ids from cycles where cycle_at = %(at)s", {"at": at}).fetchone()
+        if row is None:
+            raise RuntimeError(f"cycle {at.isoformat()} has not run")
+        _candidates_view(tx, list(row[0]))
+        nobody = "select null::text as customer_id, null::text as person_id where false"
+        eng = CycleEngine(tx.conn, at, policy, campaigns, live=True, persons_sql=nobody)
+        eng.decide_shard(0, 1, count=False)
+        selected = [
+            (str(c), str(k), str(ch))
+            for c, k, ch, *_rest in tx.execute(f"select * from ({eng.selected_sql()}) s").fetchall()
+        ]
+        tx.rollback()
+    return selected
+
+
 @dataclass
 class CommitResult:
     cycle_at: datetime
