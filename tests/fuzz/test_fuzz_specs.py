@@ -320,7 +320,10 @@ def data_ops(draw: Draw, data: bytes) -> bytes:
         doc = yaml.safe_load(data)
     except Exception:
         return data  # not YAML any more: another kind of mutation
-    paths = list(itertools.islice(_paths(doc), 2000))  # aliases may repeat a value exponentially often
+    try:  # aliases may repeat a value exponentially often, or nest it thousands of levels deep
+        paths = list(itertools.islice(_paths(doc), 2000))
+    except RecursionError:
+        return data
     if not paths:
         doc = draw(VALUES)
     else:
@@ -349,8 +352,8 @@ def data_ops(draw: Draw, data: bytes) -> bytes:
             allow_unicode=draw(st.booleans()),
             sort_keys=False,
         )
-    except (yaml.YAMLError, ValueError):  # e.g. an int too long for str(): the textual mutations cover it
-        return data
+    except (yaml.YAMLError, ValueError, RecursionError):  # an int too long for str(), a deep alias chain
+        return data  # the textual mutations cover these
     return text.encode("utf-8", "surrogatepass")
 
 
