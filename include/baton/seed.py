@@ -540,6 +540,7 @@ class SeedStats:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The stats as plain data (dicts and numbers), e.g. for JSON."""
         return asdict(self)
 
 
@@ -765,6 +766,222 @@ def _respell(email: str, pick: float) -> str:
     return f"  {email} "
 
 
+@dataclass(slots=True)
+class _Profile:
+    """One customer profile being generated: the columns the later rows (identifiers, consents,
+    suppressions) depend on."""
+
+    cid: str
+    num: int  # 1-based serial, part of the generated addresses
+    role: str  # see _profile_roles
+    first: str
+    last: str
+    days_before: int  # the signup's days before the event window
+    signup: int  # epoch
+    created: str  # signup as a COPY timestamp
+    email: str | None = None  # as typed
+    norm_email: str = ""  # "" when there is no email
+    phone: str | None = None
+    push: str | None = None
+    postal: str | None = None
+    login: tuple[str, int] | None = None  # (value, first seen)
+
+
+_TIERS = ("bronze", "silver", "gold", "platinum")
+
+
+class _CustomerGenerator:
+    """The per-customer steps of :func:`_customer_chunks`.
+
+    Two streams: ``rng`` (``…:customers``) draws every column of a profile, ``irng``
+    (``…:identity-values``) how the profiles of one person differ.  Each step draws from them in
+    a fixed order, whatever the outcome of an earlier draw, so the rows are a pure function of
+    ``(customers, seed, anchor)``.
+    """
+
+    def __init__(self, world: _World, seed: int, anchor: int, fmt: _TsFormat) -> None:
+        self.world = world
+        self.anchor = anchor
+        self.fmt = fmt
+        self.roles, _owner = _profile_roles(world.n, seed)
+        self.irng = random.Random(f"baton-seed:{seed}:identity-values")
+        self.ir = self.irng.random
+        self.rng = random.Random(f"baton-seed:{seed}:customers")
+        self.r = self.rng.random
+        self.getbits = self.rng.getrandbits
+        self.tablets = max(1, world.n // 600)
+        self.primary: _Profile | None = None  # the account of the person being generated
+        self.tz_info = [(t[2], t[3], t[4]) for t in TIMEZONES]
+
+    def add(self, i: int, chunk: _CustomerChunk) -> None:
+        """Generate customer ``i`` and append its rows to ``chunk``."""
+        ti = self.world.tz_idx[i]
+        cc, mobile, city = self.tz_info[ti] if ti < len(self.tz_info) else self.tz_info[0]
+        p = self.contact(i, cc, mobile, city)
+        if p.role in ("single", "primary"):
+            self.junk(p)
+        if p.role == "primary":
+            p.login = (f"acct-{p.num}", p.signup)
+            self.primary = p
+        elif p.role != "single":
+            self.other_profile(p)
+        attrs = self.attributes(i, p)
+        tzname = self.world.tz_names[ti]
+        chunk.customers.append(
+            f"{p.cid}\t{p.email if p.email is not None else NULL}\t{p.phone or NULL}\t{p.push or NULL}"
+            f"\t{p.postal or NULL}\t{p.first}\t{p.last}\t{tzname or NULL}\t{attrs}\t{p.created}\t{p.created}\n"
+        )
+        self.identifiers(p, chunk.identifiers)
+        changed = self.fmt.ts(min(p.signup + int(self.r() * (p.days_before - 1) * DAY), self.anchor - 1))
+        self.consents(p, changed, chunk.consents)
+        self.suppressions(p, changed, chunk.suppressions)
+
+    def contact(self, i: int, cc: str, mobile: str, city: str) -> _Profile:
+        """Name, signup time and the contact columns, each present with its share."""
+        r = self.r
+        num = i + 1
+        first = FIRST_NAMES[int(r() * len(FIRST_NAMES))]
+        last = LAST_NAMES[int(r() * len(LAST_NAMES))]
+        days_before = 1 + int(r() ** 1.6 * 2190)
+        signup = self.anchor - days_before * DAY + int(r() * DAY)
+        p = _Profile(
+            self.world.ids[i], num, self.roles[i], first, last, days_before, signup, self.fmt.ts(signup)
+        )
+        if r() < 0.95:
+            p.norm_email, p.email = self.email(first, last, num)
+        p.phone = f"+{cc}{mobile}{num:07d}" if r() < 0.70 else None
+        p.push = f"fcm-{self.getbits(96):024x}" if r() < 0.40 else None
+        p.postal = f"{1 + int(r() * 2400)} {STREETS[int(r() * len(STREETS))]}, {city}" if r() < 0.60 else None
+        return p
+
+    def email(self, first: str, last: str, num: int) -> tuple[str, str]:
+        """(normalised address, the address as typed: sometimes capitalised or padded with spaces)."""
+        r = self.r
+        local_last = last.lower().replace(" ", "").replace("'", "")
+        style = r()
+        if style < 0.55:
+            local = f"{first.lower()}.{local_last}{num}"
+        elif style < 0.8:
+            local = f"{first[0].lower()}{local_last}{num}"
+        else:
+            local = f"{first.lower()}_{local_last}{num}"
+        domain = EMAIL_DOMAINS[int(r() * len(EMAIL_DOMAINS))]
+        norm = f"{local}@{domain}"
+        quirk = r()
+        if quirk < 0.05:  # typed with capitals
+            return norm, f"{local.capitalize()}@{domain.capitalize()}" if quirk < 0.025 else norm.upper()
+        if quirk < 0.06:  # pasted with surrounding spaces
+            return norm, f" {norm} "
+        return norm, norm
+
+    def junk(self, p: _Profile) -> None:
+        """A few accounts have junk typed into the forms (``null``, ``test@test.com``, ``0000000``)."""
+        ir = self.ir
+        if ir() < JUNK_SHARE:
+            p.email = ("null", "NULL", "test@test.com", "Test@Test.com")[int(ir() * 4)]
+            p.norm_email = p.email.lower()
+            p.phone = "0000000" if ir() < 0.3 else p.phone
+
+    def other_profile(self, p: _Profile) -> None:
+        """A guest, app or cookie profile of the person whose account is :attr:`primary` (SPEC §6): its
+        own signup near the account's, and the account's identifiers written differently."""
+        ir = self.ir
+        primary = self.primary
+        assert primary is not None  # _profile_roles puts the account first
+        signup = max(0, primary.signup + int((ir() * 2 - 1) * 200 * DAY))
+        p.signup = min(signup, self.anchor - DAY)
+        p.created = self.fmt.ts(p.signup)
+        p.email = p.phone = p.push = p.postal = None
+        p.norm_email = ""
+        if p.role == "guest" and primary.norm_email:
+            p.norm_email = primary.norm_email
+            p.email = _respell(p.norm_email, ir())
+            if primary.phone and ir() < 0.5:  # the phone in another format: the same digits
+                digits = primary.phone[1:]
+                p.phone = f"+{digits[:-7]} ({digits[-7:-4]}) {digits[-4:]}"
+        elif p.role == "app":
+            p.push = f"fcm-{self.irng.getrandbits(96):024x}"
+        elif p.role == "cookie":
+            # logs in later (before the event window, so a top-up never changes the identifiers)
+            assert primary.login is not None
+            p.login = (primary.login[0], min(p.signup + int(ir() * 40 * DAY) + DAY, self.anchor - 1))
+
+    def attributes(self, i: int, p: _Profile) -> str:
+        """The ``attributes`` JSON: purchase history before the window, preferences."""
+        r = self.r
+        fmt = self.fmt
+        x = r()
+        orders = 0 if x < 0.35 else 1 + int(((x - 0.35) / 0.65) ** 3 * 40)
+        aov = 2500 + int(r() * 12000)
+        ltv = orders * aov
+        tier = "none" if orders == 0 else _TIERS[min(3, (orders - 1) // 4)]
+        attrs = (
+            f'{{"loyalty_tier": "{tier}", "lifetime_value": {_money(ltv)}, "orders_count": {orders}, '
+            f'"signup_date": "{fmt.day(p.signup)}", "preferred_category": "{CATEGORIES[self.world.pref[i]]}"'
+        )
+        if orders:
+            last_order = self.anchor - 1 - int(r() ** 1.3 * min(p.days_before, 900) * DAY)
+            attrs += f', "last_order_date": "{fmt.day(max(last_order, p.signup))}"'
+        return attrs + (', "newsletter": true}' if r() < 0.3 else "}")
+
+    def identifiers(self, p: _Profile, ids: list[str]) -> None:
+        """Email, phone, cookies, device and login of the profile; an app install shares the
+        account's device, a few single profiles a family tablet."""
+        r = self.r
+        getbits = self.getbits
+        cid, created = p.cid, p.created
+        if p.email is not None:
+            ids.append(f"email\t{p.norm_email}\t{p.norm_email}\t{cid}\t{created}\n")
+        if p.phone:
+            digits = "".join(c for c in p.phone if c.isdigit())
+            ids.append(f"phone\t{p.phone}\t{digits}\t{cid}\t{created}\n")
+        cookie = f"ck-{getbits(48):012x}{p.num:x}"
+        ids.append(f"cookie\t{cookie}\t{cookie}\t{cid}\t{created}\n")
+        if r() < 0.3:
+            cookie = f"ck-{getbits(48):012x}{p.num:x}-2"
+            ids.append(f"cookie\t{cookie}\t{cookie}\t{cid}\t{self.fmt.ts(p.signup + int(r() * 90 * DAY))}\n")
+        if p.push:
+            device = f"dev-{p.num:x}-{getbits(32):08x}"
+            if p.role == "app":  # the account saw the same device when the app was installed
+                assert self.primary is not None
+                device = f"dev-app-{self.primary.num:x}"
+                ids.append(f"device\t{device}\t{device}\t{self.primary.cid}\t{created}\n")
+            elif p.role == "single" and self.ir() < TABLET_SHARE:  # a tablet the family shares
+                device = f"tablet-{int(self.ir() * self.tablets):x}"
+            ids.append(f"device\t{device}\t{device}\t{cid}\t{created}\n")
+        if p.login is not None:
+            ids.append(f"login\t{p.login[0]}\t{p.login[0]}\t{cid}\t{self.fmt.ts(p.login[1])}\n")
+
+    def consents(self, p: _Profile, changed: str, cons: list[str]) -> None:
+        """SMS opt-ins, email opt-outs and newsletter opt-ins, push opt-outs."""
+        r = self.r
+        cid = p.cid
+        if p.phone and r() < 0.35:
+            cons.append(f"{cid}\tsms\t\topt_in\t{'checkout' if r() < 0.6 else 'signup_form'}\t{changed}\n")
+        if p.email is not None:
+            y = r()
+            if y < 0.02:
+                cons.append(f"{cid}\temail\t\topt_out\tpreference_center\t{changed}\n")
+            elif y < 0.06:
+                cons.append(f"{cid}\temail\tpromotions\topt_out\tpreference_center\t{changed}\n")
+            elif y < 0.09:
+                cons.append(f"{cid}\temail\tnewsletter\topt_out\tunsubscribe_link\t{changed}\n")
+            elif y < 0.30:
+                cons.append(f"{cid}\temail\tnewsletter\topt_in\tnewsletter_signup\t{p.created}\n")
+        if p.push and r() < 0.06:
+            cons.append(f"{cid}\tpush\t\topt_out\tapp_settings\t{changed}\n")
+
+    def suppressions(self, p: _Profile, changed: str, sup: list[str]) -> None:
+        """Bounced and complained-about emails, invalid phone numbers (a guest shares the account's
+        address: the account's suppression is the person's)."""
+        r = self.r
+        if p.email is not None and r() < 0.01 and p.role != "guest" and p.norm_email not in JUNK_EMAILS:
+            reason = "hard_bounce" if r() < 0.7 else "complaint"
+            sup.append(f"email\t{p.norm_email}\t{reason}\t{changed}\n")
+        if p.phone and r() < 0.003:
+            sup.append(f"sms\t{p.phone}\tinvalid_number\t{changed}\n")
+
+
 def _customer_chunks(
     world: _World, seed: int, anchor: int, fmt: _TsFormat
 ) -> Iterator[tuple[int, _CustomerChunk]]:
@@ -776,161 +993,12 @@ def _customer_chunks(
     profiles carry junk values (``null``, ``test@test.com``, ``0000000``) and a few app installs share
     a family tablet's device id.
     """
-    roles, owner = _profile_roles(world.n, seed)
-    irng = random.Random(f"baton-seed:{seed}:identity-values")
-    ir = irng.random
-    tablets = max(1, world.n // 600)
-    primary: dict[str, Any] = {}
-    rng = random.Random(f"baton-seed:{seed}:customers")
-    r = rng.random
-    getbits = rng.getrandbits
-    nf, nl, ns, nd = len(FIRST_NAMES), len(LAST_NAMES), len(STREETS), len(EMAIL_DOMAINS)
-    tz_info = [(t[2], t[3], t[4]) for t in TIMEZONES]
-    default_info = tz_info[0]
-    tiers = ("bronze", "silver", "gold", "platinum")
+    gen = _CustomerGenerator(world, seed, anchor, fmt)
     chunk = _CustomerChunk()
     for i in range(world.n):
-        cid = world.ids[i]
-        num = i + 1
-        ti = world.tz_idx[i]
-        tzname = world.tz_names[ti]
-        cc, mobile, city = tz_info[ti] if ti < len(tz_info) else default_info
-        first = FIRST_NAMES[int(r() * nf)]
-        last = LAST_NAMES[int(r() * nl)]
-        days_before = 1 + int(r() ** 1.6 * 2190)
-        signup = anchor - days_before * DAY + int(r() * DAY)
-        created = fmt.ts(signup)
-
-        # email
-        email: str | None = None
-        norm_email = ""
-        if r() < 0.95:
-            local_last = last.lower().replace(" ", "").replace("'", "")
-            style = r()
-            if style < 0.55:
-                local = f"{first.lower()}.{local_last}{num}"
-            elif style < 0.8:
-                local = f"{first[0].lower()}{local_last}{num}"
-            else:
-                local = f"{first.lower()}_{local_last}{num}"
-            domain = EMAIL_DOMAINS[int(r() * nd)]
-            norm_email = f"{local}@{domain}"
-            quirk = r()
-            if quirk < 0.05:  # typed with capitals
-                email = f"{local.capitalize()}@{domain.capitalize()}" if quirk < 0.025 else norm_email.upper()
-            elif quirk < 0.06:  # pasted with surrounding spaces
-                email = f" {norm_email} "
-            else:
-                email = norm_email
-        phone = f"+{cc}{mobile}{num:07d}" if r() < 0.70 else None
-        push = f"fcm-{getbits(96):024x}" if r() < 0.40 else None
-        postal = f"{1 + int(r() * 2400)} {STREETS[int(r() * ns)]}, {city}" if r() < 0.60 else None
-
-        # the person's other profiles (SPEC §6): the same person, written differently
-        role = roles[i]
-        login: tuple[str, int] | None = None  # (value, first seen)
-        if role in ("single", "primary") and ir() < JUNK_SHARE:  # junk typed into the forms
-            email = ("null", "NULL", "test@test.com", "Test@Test.com")[int(ir() * 4)]
-            norm_email = email.lower()
-            phone = "0000000" if ir() < 0.3 else phone
-        if role == "primary":
-            login = (f"acct-{num}", signup)
-            primary = {
-                "num": num,
-                "cid": cid,
-                "email": norm_email if email is not None else None,
-                "phone": phone,
-                "signup": signup,
-                "login": login[0],
-            }
-        elif role != "single":
-            signup = max(0, primary["signup"] + int((ir() * 2 - 1) * 200 * DAY))
-            signup = min(signup, anchor - DAY)
-            created = fmt.ts(signup)
-            email = phone = push = postal = None
-            norm_email = ""
-            if role == "guest" and primary["email"]:
-                norm_email = primary["email"]
-                email = _respell(norm_email, ir())
-                if primary["phone"] and ir() < 0.5:  # the phone in another format: the same digits
-                    digits = primary["phone"][1:]
-                    phone = f"+{digits[:-7]} ({digits[-7:-4]}) {digits[-4:]}"
-            elif role == "app":
-                push = f"fcm-{irng.getrandbits(96):024x}"
-            elif role == "cookie":
-                # logs in later (before the event window, so a top-up never changes the identifiers)
-                login = (primary["login"], min(signup + int(ir() * 40 * DAY) + DAY, anchor - 1))
-
-        # attributes: purchase history before the window
-        x = r()
-        orders = 0 if x < 0.35 else 1 + int(((x - 0.35) / 0.65) ** 3 * 40)
-        aov = 2500 + int(r() * 12000)
-        ltv = orders * aov
-        tier = "none" if orders == 0 else tiers[min(3, (orders - 1) // 4)]
-        attrs = (
-            f'{{"loyalty_tier": "{tier}", "lifetime_value": {_money(ltv)}, "orders_count": {orders}, '
-            f'"signup_date": "{fmt.day(signup)}", "preferred_category": "{CATEGORIES[world.pref[i]]}"'
-        )
-        if orders:
-            last_order = anchor - 1 - int(r() ** 1.3 * min(days_before, 900) * DAY)
-            attrs += f', "last_order_date": "{fmt.day(max(last_order, signup))}"'
-        attrs += ', "newsletter": true}' if r() < 0.3 else "}"
-
-        chunk.customers.append(
-            f"{cid}\t{email if email is not None else NULL}\t{phone or NULL}\t{push or NULL}\t{postal or NULL}"
-            f"\t{first}\t{last}\t{tzname or NULL}\t{attrs}\t{created}\t{created}\n"
-        )
-
-        # identifiers
-        ids = chunk.identifiers
-        if email is not None:
-            ids.append(f"email\t{norm_email}\t{norm_email}\t{cid}\t{created}\n")
-        if phone:
-            digits = "".join(c for c in phone if c.isdigit())
-            ids.append(f"phone\t{phone}\t{digits}\t{cid}\t{created}\n")
-        cookie = f"ck-{getbits(48):012x}{num:x}"
-        ids.append(f"cookie\t{cookie}\t{cookie}\t{cid}\t{created}\n")
-        if r() < 0.3:
-            cookie = f"ck-{getbits(48):012x}{num:x}-2"
-            ids.append(f"cookie\t{cookie}\t{cookie}\t{cid}\t{fmt.ts(signup + int(r() * 90 * DAY))}\n")
-        if push:
-            device = f"dev-{num:x}-{getbits(32):08x}"
-            if role == "app":  # the account saw the same device when the app was installed
-                device = f"dev-app-{primary['num']:x}"
-                ids.append(f"device\t{device}\t{device}\t{primary['cid']}\t{created}\n")
-            elif role == "single" and ir() < TABLET_SHARE:  # a tablet the family shares
-                device = f"tablet-{int(ir() * tablets):x}"
-            ids.append(f"device\t{device}\t{device}\t{cid}\t{created}\n")
-        if login is not None:
-            ids.append(f"login\t{login[0]}\t{login[0]}\t{cid}\t{fmt.ts(login[1])}\n")
-
-        # consents
-        cons = chunk.consents
-        changed = fmt.ts(min(signup + int(r() * (days_before - 1) * DAY), anchor - 1))
-        if phone and r() < 0.35:
-            cons.append(f"{cid}\tsms\t\topt_in\t{'checkout' if r() < 0.6 else 'signup_form'}\t{changed}\n")
-        if email is not None:
-            y = r()
-            if y < 0.02:
-                cons.append(f"{cid}\temail\t\topt_out\tpreference_center\t{changed}\n")
-            elif y < 0.06:
-                cons.append(f"{cid}\temail\tpromotions\topt_out\tpreference_center\t{changed}\n")
-            elif y < 0.09:
-                cons.append(f"{cid}\temail\tnewsletter\topt_out\tunsubscribe_link\t{changed}\n")
-            elif y < 0.30:
-                cons.append(f"{cid}\temail\tnewsletter\topt_in\tnewsletter_signup\t{created}\n")
-        if push and r() < 0.06:
-            cons.append(f"{cid}\tpush\t\topt_out\tapp_settings\t{changed}\n")
-
-        # suppressions (a guest shares the account's address: the account's suppression is the person's)
-        if email is not None and r() < 0.01 and role != "guest" and norm_email not in JUNK_EMAILS:
-            reason = "hard_bounce" if r() < 0.7 else "complaint"
-            chunk.suppressions.append(f"email\t{norm_email}\t{reason}\t{changed}\n")
-        if phone and r() < 0.003:
-            chunk.suppressions.append(f"sms\t{phone}\tinvalid_number\t{changed}\n")
-
+        gen.add(i, chunk)
         if len(chunk.customers) >= CUSTOMER_CHUNK:
-            yield num, chunk
+            yield i + 1, chunk
             chunk = _CustomerChunk()
     if chunk.customers:
         yield world.n, chunk
@@ -980,6 +1048,197 @@ def _generator_days(start: int, end: int) -> tuple[list[int], list[int]]:
     return lead, full
 
 
+class _DayGenerator:
+    """The events of one generator day (see :func:`_day_events`).
+
+    Each part of the day has its own RNG stream (``…:active:{day}``, ``…:purchases:{day}``,
+    ``…:sessions:{day}``, ``…:notifications:{day}``), and every value is drawn whether or not its
+    event falls in the window: the window must never change what the RNG yields.
+    """
+
+    def __init__(
+        self,
+        world: _World,
+        seed: int,
+        day: int,
+        start: int,
+        end: int,
+        fmt: _TsFormat,
+        minutes: list[int],
+        counts: dict[str, int],
+    ) -> None:
+        self.world = world
+        self.seed = seed
+        self.day = day
+        self.start = start
+        self.end = end
+        self.ts = fmt.ts
+        self.minutes = minutes
+        self.counts = counts
+        self.offs = _day_offsets(world, day)
+        self.base = day * DAY
+
+    def stream(self, part: str) -> random.Random:
+        """The RNG of one part of the day."""
+        return random.Random(f"baton-seed:{self.seed}:{part}:{self.day}")
+
+    def counted(self, kind: str, t: int) -> bool:
+        """Whether an event of ``kind`` at ``t`` lies in the window (then it is counted)."""
+        if self.start < t <= self.end:
+            self.counts[kind] += 1
+            return True
+        return False
+
+    def local_time(self, rr: Callable[[], float], i: int) -> int:
+        """A time of the day on customer ``i``'s local shopping curve, as epoch seconds."""
+        x = rr() * len(self.minutes)
+        k = int(x)
+        return self.base + self.minutes[k] * 60 + int((x - k) * 60) - self.offs[self.world.tz_idx[i]]
+
+    def pick(self, rr: Callable[[], float], i: int) -> _Product:
+        """A product for customer ``i``: mostly of the preferred category, popular ones more often."""
+        products = self.world.products_by_cat
+        cat = products[self.world.pref[i]] if rr() < 0.65 else products[int(rr() * len(CATEGORIES))]
+        return cat[int(rr() ** 2 * len(cat))]
+
+    def active(self) -> list[int]:
+        """Who is active today: a share of each activity class, more on busy weekdays."""
+        ra = self.stream("active")
+        factor = WEEKDAY_FACTOR[(self.day + 3) % 7] * (0.9 + 0.2 * ra.random())  # 1970-01-01 was a Thursday
+        active: list[int] = []
+        for members, (_share, p) in zip(self.world.classes, ACTIVITY, strict=True):
+            k = min(len(members), int(len(members) * p * factor + ra.random()))
+            active.extend(ra.sample(members, k))
+        return active
+
+    def purchases(
+        self, active: list[int], orders: dict[int, tuple[int, list[_Product], str]]
+    ) -> Iterator[str]:
+        """Fill ``orders`` with the day's purchases (customer -> (time, items, order id)) and yield their
+        ``review_due`` follow-ups; a stream of its own, so follow-ups need nothing else."""
+        rp = self.stream("purchases")
+        rr = rp.random
+        share = PURCHASE_SHARE[0] + (PURCHASE_SHARE[1] - PURCHASE_SHARE[0]) * rr()
+        buyers = rp.sample(active, min(len(active), int(len(active) * share + rr())))
+        for seq, i in enumerate(buyers):
+            at = self.local_time(rr, i)
+            items = [self.pick(rr, i) for _ in range(1 if rr() < 0.6 else (2 if rr() < 0.7 else 3))]
+            order_id = f"o{self.day}-{seq + 1:06d}"
+            review_at = (
+                at
+                + (REVIEW_DELAY_DAYS[0] + int(rr() * (REVIEW_DELAY_DAYS[1] - REVIEW_DELAY_DAYS[0] + 1))) * DAY
+            )
+            review_at += int((rr() - 0.5) * 4 * 3600)
+            orders[i] = (at, items, order_id)
+            if self.counted("review_due", review_at):
+                yield (
+                    f"{self.world.ids[i]}\treview_due\t{self.ts(review_at)}\t{items[0].segment}\t\\N"
+                    f"\t{order_id}\t\\N\n"
+                )
+
+    def sessions(
+        self, active: list[int], orders: dict[int, tuple[int, list[_Product], str]]
+    ) -> Iterator[str]:
+        """The active customers' sessions: a buyer's first session ends in the purchase; the most
+        active class sometimes has a second session."""
+        r = self.stream("sessions").random
+        heavy = self.world.heavy
+        for i in active:
+            cid = self.world.ids[i]
+            order = orders.get(i)
+            n_sessions = 2 if (i in heavy and r() < 0.3) else 1
+            for s in range(n_sessions):
+                if order is not None and s == 0:
+                    yield from self.purchase_session(r, i, cid, order)
+                else:
+                    yield from self.browse_session(r, i, cid)
+
+    def purchase_session(
+        self, r: Callable[[], float], i: int, cid: str, order: tuple[int, list[_Product], str]
+    ) -> Iterator[str]:
+        """The session before a purchase: maybe a browse, each item viewed and added, the purchase."""
+        ts = self.ts
+        at, items, order_id = order
+        t = at - 60 * (3 + 4 * len(items)) - int(r() * 900)
+        if r() < 0.5:
+            if self.counted("browse", t):
+                yield f"{cid}\tbrowse\t{ts(t)}\t{self.world.browse_segments[self.world.pref[i]]}\t\\N\t\\N\t\\N\n"
+            t += 20 + int(r() * 100)
+        total = 0
+        for prod in items:
+            if self.counted("product_view", t):
+                yield f"{cid}\tproduct_view\t{ts(t)}\t{prod.segment}\t\\N\t\\N\t\\N\n"
+            t += 30 + int(r() * 150)
+            total += prod.price_cents
+            if self.counted("add_to_cart", t):
+                yield f"{cid}\tadd_to_cart\t{ts(t)}\t{prod.segment}\t{_money(total)}\t\\N\t\\N\n"
+            t += 10 + int(r() * 60)
+        if self.counted("purchase", at):
+            yield (
+                f"{cid}\tpurchase\t{ts(at)}\t{items[0].segment}\t{_money(total)}\t{order_id}"
+                f'\t{{"items": {len(items)}}}\n'
+            )
+
+    def browse_session(self, r: Callable[[], float], i: int, cid: str) -> Iterator[str]:
+        """A session without a purchase: category browses, product views, sometimes a cart."""
+        ts = self.ts
+        pref = self.world.pref
+        t = self.local_time(r, i)
+        x = r()
+        n_browse = 0 if x < 0.35 else (1 if x < 0.8 else 2)
+        for _ in range(n_browse):
+            # draw before filtering: the window must never change what the RNG yields
+            c = pref[i] if r() < 0.6 else int(r() * len(CATEGORIES))
+            if self.counted("browse", t):
+                yield f"{cid}\tbrowse\t{ts(t)}\t{self.world.browse_segments[c]}\t\\N\t\\N\t\\N\n"
+            t += 20 + int(r() * 100)
+        x = r()
+        n_views = 1 if x < 0.4 else (2 if x < 0.65 else (3 if x < 0.82 else (4 if x < 0.93 else 5)))
+        viewed: list[_Product] = []
+        for _ in range(n_views):
+            prod = self.pick(r, i)
+            viewed.append(prod)
+            if self.counted("product_view", t):
+                yield f"{cid}\tproduct_view\t{ts(t)}\t{prod.segment}\t\\N\t\\N\t\\N\n"
+            t += 30 + int(r() * 210)
+        if r() < CART_RATE:
+            yield from self.cart(r, cid, viewed, t)
+
+    def cart(self, r: Callable[[], float], cid: str, viewed: list[_Product], t: int) -> Iterator[str]:
+        """The last (or last two) viewed products added to the cart at ``t``, and maybe abandoned."""
+        ts = self.ts
+        total = 0
+        for prod in viewed[-2:] if (len(viewed) > 1 and r() < 0.3) else viewed[-1:]:
+            total += prod.price_cents
+            if self.counted("add_to_cart", t):
+                yield f"{cid}\tadd_to_cart\t{ts(t)}\t{prod.segment}\t{_money(total)}\t\\N\t\\N\n"
+            t += 15 + int(r() * 90)
+        if r() < ABANDON_RATE:
+            t += 3600 + int(r() * 3600)
+            if self.counted("cart_abandoned", t):
+                last = viewed[-1]
+                yield f"{cid}\tcart_abandoned\t{ts(t)}\t{last.segment}\t{_money(total)}\t\\N\t\\N\n"
+
+    def notifications(self) -> Iterator[str]:
+        """Stock and price notifications for products people follow; alerts are set by engaged
+        shoppers: the two most active classes."""
+        rn = self.stream("notifications")
+        rr = rn.random
+        ids = self.world.ids
+        followers = self.world.followers
+        n, nf = self.world.n, len(followers)
+        for i in rn.sample(followers, min(nf, int(n * BACK_IN_STOCK_RATE + rr()))):
+            t = self.base + int(rr() * DAY)
+            prod = self.pick(rr, i)
+            if self.counted("back_in_stock", t):
+                yield f"{ids[i]}\tback_in_stock\t{self.ts(t)}\t{prod.segment}\t\\N\t\\N\t\\N\n"
+        for i in rn.sample(followers, min(nf, int(n * PRICE_DROP_RATE + rr()))):
+            t = self.base + int(rr() * DAY)
+            prod = self.pick(rr, i)
+            if self.counted("price_drop", t):
+                yield f"{ids[i]}\tprice_drop\t{self.ts(t)}\t{prod.drop_segment}\t\\N\t\\N\t{prod.drop_props}\n"
+
+
 def _day_events(
     world: _World,
     seed: int,
@@ -996,145 +1255,14 @@ def _day_events(
     Without ``full`` only the follow-ups of the day's purchases (``review_due``) are
     produced: the streams that make everything else are not even drawn.
     """
-    n = world.n
-    ids = world.ids
-    products = world.products_by_cat
-    pref = world.pref
-    tz_idx = world.tz_idx
-    offs = _day_offsets(world, day)
-    base = day * DAY
-    nmin = len(minutes)
-    ncat = len(CATEGORIES)
-    ts = fmt.ts
-
-    # 1. who is active today (its own stream)
-    ra = random.Random(f"baton-seed:{seed}:active:{day}")
-    factor = WEEKDAY_FACTOR[(day + 3) % 7] * (0.9 + 0.2 * ra.random())  # 1970-01-01 was a Thursday
-    active: list[int] = []
-    for members, (_share, p) in zip(world.classes, ACTIVITY, strict=True):
-        k = min(len(members), int(len(members) * p * factor + ra.random()))
-        active.extend(ra.sample(members, k))
-
-    def local_time(rr: Callable[[], float], i: int) -> int:
-        x = rr() * nmin
-        k = int(x)
-        return base + minutes[k] * 60 + int((x - k) * 60) - offs[tz_idx[i]]
-
-    def pick(rr: Callable[[], float], i: int) -> _Product:
-        cat = products[pref[i]] if rr() < 0.65 else products[int(rr() * ncat)]
-        return cat[int(rr() ** 2 * len(cat))]
-
-    # 2. purchases (their own stream, so follow-ups need nothing else)
-    rp = random.Random(f"baton-seed:{seed}:purchases:{day}")
-    rr = rp.random
-    share = PURCHASE_SHARE[0] + (PURCHASE_SHARE[1] - PURCHASE_SHARE[0]) * rr()
-    buyers = rp.sample(active, min(len(active), int(len(active) * share + rr())))
+    gen = _DayGenerator(world, seed, day, start, end, fmt, minutes, counts)
+    active = gen.active()
     orders: dict[int, tuple[int, list[_Product], str]] = {}
-    for seq, i in enumerate(buyers):
-        at = local_time(rr, i)
-        items = [pick(rr, i) for _ in range(1 if rr() < 0.6 else (2 if rr() < 0.7 else 3))]
-        order_id = f"o{day}-{seq + 1:06d}"
-        review_at = (
-            at + (REVIEW_DELAY_DAYS[0] + int(rr() * (REVIEW_DELAY_DAYS[1] - REVIEW_DELAY_DAYS[0] + 1))) * DAY
-        )
-        review_at += int((rr() - 0.5) * 4 * 3600)
-        orders[i] = (at, items, order_id)
-        if start < review_at <= end:
-            counts["review_due"] += 1
-            yield f"{ids[i]}\treview_due\t{ts(review_at)}\t{items[0].segment}\t\\N\t{order_id}\t\\N\n"
+    yield from gen.purchases(active, orders)
     if not full:
         return
-
-    # 3. sessions
-    rs = random.Random(f"baton-seed:{seed}:sessions:{day}")
-    r = rs.random
-    browse = world.browse_segments
-    heavy = world.heavy
-    for i in active:
-        cid = ids[i]
-        order = orders.get(i)
-        n_sessions = 2 if (i in heavy and r() < 0.3) else 1
-        for s in range(n_sessions):
-            if order is not None and s == 0:
-                at, items, order_id = order
-                t = at - 60 * (3 + 4 * len(items)) - int(r() * 900)
-                if r() < 0.5:
-                    if start < t <= end:
-                        counts["browse"] += 1
-                        yield f"{cid}\tbrowse\t{ts(t)}\t{browse[pref[i]]}\t\\N\t\\N\t\\N\n"
-                    t += 20 + int(r() * 100)
-                total = 0
-                for prod in items:
-                    if start < t <= end:
-                        counts["product_view"] += 1
-                        yield f"{cid}\tproduct_view\t{ts(t)}\t{prod.segment}\t\\N\t\\N\t\\N\n"
-                    t += 30 + int(r() * 150)
-                    total += prod.price_cents
-                    if start < t <= end:
-                        counts["add_to_cart"] += 1
-                        yield f"{cid}\tadd_to_cart\t{ts(t)}\t{prod.segment}\t{_money(total)}\t\\N\t\\N\n"
-                    t += 10 + int(r() * 60)
-                if start < at <= end:
-                    counts["purchase"] += 1
-                    yield (
-                        f"{cid}\tpurchase\t{ts(at)}\t{items[0].segment}\t{_money(total)}\t{order_id}"
-                        f'\t{{"items": {len(items)}}}\n'
-                    )
-                continue
-
-            t = local_time(r, i)
-            x = r()
-            n_browse = 0 if x < 0.35 else (1 if x < 0.8 else 2)
-            for _ in range(n_browse):
-                # draw before filtering: the window must never change what the RNG yields
-                c = pref[i] if r() < 0.6 else int(r() * ncat)
-                if start < t <= end:
-                    counts["browse"] += 1
-                    yield f"{cid}\tbrowse\t{ts(t)}\t{browse[c]}\t\\N\t\\N\t\\N\n"
-                t += 20 + int(r() * 100)
-            x = r()
-            n_views = 1 if x < 0.4 else (2 if x < 0.65 else (3 if x < 0.82 else (4 if x < 0.93 else 5)))
-            viewed: list[_Product] = []
-            for _ in range(n_views):
-                prod = pick(r, i)
-                viewed.append(prod)
-                if start < t <= end:
-                    counts["product_view"] += 1
-                    yield f"{cid}\tproduct_view\t{ts(t)}\t{prod.segment}\t\\N\t\\N\t\\N\n"
-                t += 30 + int(r() * 210)
-            if r() < CART_RATE:
-                total = 0
-                prod = viewed[-1]
-                for prod in viewed[-2:] if (len(viewed) > 1 and r() < 0.3) else viewed[-1:]:
-                    total += prod.price_cents
-                    if start < t <= end:
-                        counts["add_to_cart"] += 1
-                        yield f"{cid}\tadd_to_cart\t{ts(t)}\t{prod.segment}\t{_money(total)}\t\\N\t\\N\n"
-                    t += 15 + int(r() * 90)
-                if r() < ABANDON_RATE:
-                    t += 3600 + int(r() * 3600)
-                    if start < t <= end:
-                        counts["cart_abandoned"] += 1
-                        yield f"{cid}\tcart_abandoned\t{ts(t)}\t{prod.segment}\t{_money(total)}\t\\N\t\\N\n"
-
-    # 4. stock and price notifications for products people follow (their own stream);
-    #    alerts are set by engaged shoppers: the two most active classes
-    rn = random.Random(f"baton-seed:{seed}:notifications:{day}")
-    rr = rn.random
-    followers = world.followers
-    nf = len(followers)
-    for i in rn.sample(followers, min(nf, int(n * BACK_IN_STOCK_RATE + rr()))):
-        t = base + int(rr() * DAY)
-        prod = pick(rr, i)
-        if start < t <= end:
-            counts["back_in_stock"] += 1
-            yield f"{ids[i]}\tback_in_stock\t{ts(t)}\t{prod.segment}\t\\N\t\\N\t\\N\n"
-    for i in rn.sample(followers, min(nf, int(n * PRICE_DROP_RATE + rr()))):
-        t = base + int(rr() * DAY)
-        prod = pick(rr, i)
-        if start < t <= end:
-            counts["price_drop"] += 1
-            yield f"{ids[i]}\tprice_drop\t{ts(t)}\t{prod.drop_segment}\t\\N\t\\N\t{prod.drop_props}\n"
+    yield from gen.sessions(active, orders)
+    yield from gen.notifications()
 
 
 EVENT_TYPES = (
@@ -1210,6 +1338,150 @@ def _session(engine: Engine) -> Iterator[Connection]:
 # ------------------------------------------------------------------------------- driver
 
 
+@dataclass
+class _Plan:
+    """What a :func:`run_seed` call does: ``mode`` (``rebuild``, ``top_up`` or ``up_to_date``), the
+    start of the events it writes and the ``baton_meta`` value it keeps while it writes them."""
+
+    mode: str
+    start: int
+    meta: dict[str, Any]
+
+
+def _plan(conn: Connection, *, customers: int, days: int, seed: int, end: int, reset: bool) -> _Plan:
+    """Rebuild, top up or nothing to add, from what ``baton_meta`` says about the store's data."""
+    with transaction(conn) as tx, tx.cursor() as cur:
+        meta = _read_meta(cur)
+        cur.execute("select exists (select 1 from customers)")
+        has_rows = bool(cur.fetchone()[0])
+    same = (
+        meta is not None
+        and meta.get("complete")
+        and meta.get("version") == GENERATOR_VERSION
+        and meta.get("customers") == customers
+        and meta.get("seed") == seed
+    )
+    if same and not reset:
+        assert meta is not None
+        prev_end = int(datetime.fromisoformat(meta["until"].replace("Z", "+00:00")).timestamp())
+        if end <= prev_end:
+            return _Plan("up_to_date", prev_end, meta)
+        return _Plan("top_up", max(prev_end, end - days * DAY), {**meta, "complete": False})
+    if meta is None and has_rows and not reset:
+        raise ConfigError(
+            "the store already holds customers that `baton seed` did not write; pass --reset to replace them"
+        )
+    start = end - days * DAY
+    meta = {
+        "version": GENERATOR_VERSION,
+        "customers": customers,
+        "seed": seed,
+        "start": _iso(start),
+        "until": _iso(end),
+        "days": days,
+        "complete": False,
+    }
+    return _Plan("rebuild", start, meta)
+
+
+def _progress(console: Any) -> Any:
+    """A rich progress display on ``console``, or nothing without one."""
+    if console is None:
+        return nullcontext()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _seed_customers(
+    conn: Connection,
+    world: _World,
+    seed: int,
+    anchor: int,
+    fmt: _TsFormat,
+    stats: SeedStats,
+    progress: Any,
+    say: Callable[[str], None],
+) -> None:
+    """Write the customer tables, one transaction per chunk of customers."""
+    t0 = time.perf_counter()
+    task = progress.add_task("customers", total=world.n) if progress else None
+    for done, chunk in _customer_chunks(world, seed, anchor, fmt):
+        with transaction(conn) as tx, tx.cursor() as cur:
+            stats.customers += _copy_lines(cur, "customers", chunk.customers)
+            stats.identifiers += _copy_lines(cur, "identifiers", chunk.identifiers)
+            stats.consents += _copy_lines(cur, "consents", chunk.consents)
+            stats.suppressions += _copy_lines(cur, "suppressions", chunk.suppressions)
+        if progress:
+            progress.update(task, completed=done)
+    stats.seconds["customers"] = round(time.perf_counter() - t0, 2)
+    say(
+        f"customers: {stats.customers:,} customers, {stats.identifiers:,} identifiers, "
+        f"{stats.consents:,} consents, {stats.suppressions:,} suppressions "
+        f"in {stats.seconds['customers']:.1f}s"
+    )
+
+
+def _seed_events(
+    conn: Connection,
+    world: _World,
+    seed: int,
+    window: tuple[int, int],
+    fmt: _TsFormat,
+    stats: SeedStats,
+    progress: Any,
+    say: Callable[[str], None],
+) -> None:
+    """Write the events with ``ts`` in ``window`` (start, end], one transaction per generator day."""
+    start, end = window
+    t0 = time.perf_counter()
+    lead, full = _generator_days(start, end)
+    todo = [(d, False) for d in lead] + [(d, True) for d in full]
+    task = progress.add_task("events", total=len(todo)) if progress else None
+    counts = dict.fromkeys(EVENT_TYPES, 0)
+    minutes = _diurnal_table()
+    for d, is_full in todo:
+        with transaction(conn) as tx, tx.cursor() as cur:
+            stats.events += _copy_lines(
+                cur, "events", _day_events(world, seed, d, start, end, is_full, fmt, minutes, counts)
+            )
+        if progress:
+            progress.advance(task)
+    stats.events_by_type = counts
+    stats.seconds["events"] = round(time.perf_counter() - t0, 2)
+    say(
+        f"events: {stats.events:,} in ({stats.window_start}, {stats.window_end}] "
+        f"in {stats.seconds['events']:.1f}s — " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    )
+
+
+def _finish(conn: Connection, plan: _Plan, end: int, stats: SeedStats) -> None:
+    """Mark the seed complete up to ``end`` and analyze the tables written."""
+    t0 = time.perf_counter()
+    with transaction(conn) as tx, tx.cursor() as cur:
+        plan.meta.update(until=_iso(end), complete=True)
+        _write_meta(cur, plan.meta)
+    for table in SEEDED_TABLES if plan.mode == "rebuild" else ("events",):
+        with transaction(conn) as tx:  # one table at a time: no lock held longer than its analyze
+            tx.execute(f"analyze {table}")
+    stats.seconds["analyze"] = round(time.perf_counter() - t0, 2)
+
+
 def run_seed(
     engine: Engine,
     *,
@@ -1225,135 +1497,34 @@ def run_seed(
         raise ConfigError("--customers must be at least 1")
     if days < 1:
         raise ConfigError("--days must be at least 1")
-    end_dt = _parse_until(until)
-    end = int(end_dt.timestamp())
+    end = int(_parse_until(until).timestamp())
     say: Callable[[str], None] = console.print if console is not None else (lambda _msg: None)
     t_all = time.perf_counter()
 
     with _session(engine) as conn:
-        with transaction(conn) as tx, tx.cursor() as cur:
-            meta = _read_meta(cur)
-            cur.execute("select exists (select 1 from customers)")
-            has_rows = bool(cur.fetchone()[0])
-
-        same = (
-            meta is not None
-            and meta.get("complete")
-            and meta.get("version") == GENERATOR_VERSION
-            and meta.get("customers") == customers
-            and meta.get("seed") == seed
-        )
-        if same and not reset:
-            assert meta is not None
-            prev_end = int(datetime.fromisoformat(meta["until"].replace("Z", "+00:00")).timestamp())
-            if end <= prev_end:
-                say(
-                    f"store already seeded up to {meta['until']} ({customers:,} customers, seed {seed}): "
-                    "nothing to add"
-                )
-                return SeedStats(mode="up_to_date", window_start=meta["until"], window_end=meta["until"])
-            start = max(prev_end, end - days * DAY)
-            mode = "top_up"
-            meta = {**meta, "complete": False}
-        else:
-            if meta is None and has_rows and not reset:
-                raise ConfigError(
-                    "the store already holds customers that `baton seed` did not write; "
-                    "pass --reset to replace them"
-                )
-            start = end - days * DAY
-            mode = "rebuild"
-            meta = {
-                "version": GENERATOR_VERSION,
-                "customers": customers,
-                "seed": seed,
-                "start": _iso(start),
-                "until": _iso(end),
-                "days": days,
-                "complete": False,
-            }
-
-        stats = SeedStats(mode=mode, window_start=_iso(start), window_end=_iso(end))
-        progress_cm: Any = nullcontext()
-        if console is not None:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
+        plan = _plan(conn, customers=customers, days=days, seed=seed, end=end, reset=reset)
+        if plan.mode == "up_to_date":
+            until_iso = plan.meta["until"]
+            say(
+                f"store already seeded up to {until_iso} ({customers:,} customers, seed {seed}): nothing to add"
             )
-
-            progress_cm = Progress(
-                TextColumn("{task.description:<10}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                transient=False,
-            )
-
-        with progress_cm as progress:
+            return SeedStats(mode="up_to_date", window_start=until_iso, window_end=until_iso)
+        stats = SeedStats(mode=plan.mode, window_start=_iso(plan.start), window_end=_iso(end))
+        with _progress(console) as progress:
             t0 = time.perf_counter()
             with transaction(conn) as tx, tx.cursor() as cur:
-                if mode == "rebuild":
+                if plan.mode == "rebuild":
                     cur.execute(f"truncate {', '.join(SEEDED_TABLES)} restart identity")
-                _write_meta(cur, meta)
+                _write_meta(cur, plan.meta)
             world = _build_world(customers, seed)
             stats.seconds["prepare"] = round(time.perf_counter() - t0, 2)
             fmt = _TsFormat()
-
-            if mode == "rebuild":
-                t0 = time.perf_counter()
-                task = progress.add_task("customers", total=customers) if progress else None
-                anchor = start // DAY * DAY
-                for done, chunk in _customer_chunks(world, seed, anchor, fmt):
-                    with transaction(conn) as tx, tx.cursor() as cur:
-                        stats.customers += _copy_lines(cur, "customers", chunk.customers)
-                        stats.identifiers += _copy_lines(cur, "identifiers", chunk.identifiers)
-                        stats.consents += _copy_lines(cur, "consents", chunk.consents)
-                        stats.suppressions += _copy_lines(cur, "suppressions", chunk.suppressions)
-                    if progress:
-                        progress.update(task, completed=done)
-                stats.seconds["customers"] = round(time.perf_counter() - t0, 2)
-                say(
-                    f"customers: {stats.customers:,} customers, {stats.identifiers:,} identifiers, "
-                    f"{stats.consents:,} consents, {stats.suppressions:,} suppressions "
-                    f"in {stats.seconds['customers']:.1f}s"
-                )
-
-            t0 = time.perf_counter()
-            lead, full = _generator_days(start, end)
-            todo = [(d, False) for d in lead] + [(d, True) for d in full]
-            task = progress.add_task("events", total=len(todo)) if progress else None
-            counts = dict.fromkeys(EVENT_TYPES, 0)
-            minutes = _diurnal_table()
-            for d, is_full in todo:
-                with transaction(conn) as tx, tx.cursor() as cur:
-                    stats.events += _copy_lines(
-                        cur, "events", _day_events(world, seed, d, start, end, is_full, fmt, minutes, counts)
-                    )
-                if progress:
-                    progress.advance(task)
-            stats.events_by_type = counts
-            stats.seconds["events"] = round(time.perf_counter() - t0, 2)
-            say(
-                f"events: {stats.events:,} in ({stats.window_start}, {stats.window_end}] "
-                f"in {stats.seconds['events']:.1f}s — " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
-            )
-
-            t0 = time.perf_counter()
-            with transaction(conn) as tx, tx.cursor() as cur:
-                meta.update(until=_iso(end), complete=True)
-                _write_meta(cur, meta)
-            for table in SEEDED_TABLES if mode == "rebuild" else ("events",):
-                with transaction(conn) as tx:  # one table at a time: no lock held longer than its analyze
-                    tx.execute(f"analyze {table}")
-            stats.seconds["analyze"] = round(time.perf_counter() - t0, 2)
+            if plan.mode == "rebuild":
+                _seed_customers(conn, world, seed, plan.start // DAY * DAY, fmt, stats, progress, say)
+            _seed_events(conn, world, seed, (plan.start, end), fmt, stats, progress, say)
+            _finish(conn, plan, end, stats)
 
     stats.seconds["total"] = round(time.perf_counter() - t_all, 2)
-    say(f"seed {mode} done in {stats.seconds['total']:.1f}s")
-    log.info("seed %s: %s", mode, stats)
+    say(f"seed {plan.mode} done in {stats.seconds['total']:.1f}s")
+    log.info("seed %s: %s", plan.mode, stats)
     return stats
