@@ -217,6 +217,82 @@ def seed_store(engine: Engine) -> None:
     )
 
 
+def resolve_identity(engine: Engine) -> None:
+    """Resolve profiles into persons (SPEC §6) and say what the seed's overlap looks like."""
+    from baton.identity.resolve import IdentitySettings
+    from baton.identity.store import resolve
+    from baton.spec import load_policy
+
+    settings = IdentitySettings.of(load_policy(baton_home() / "dags" / "policy.yaml"))
+    result = resolve(engine, settings, full=True)
+    with engine.connect() as conn:
+        profiles = conn.execute(sa.text("select count(*) from customers")).scalar() or 0
+        sizes: dict[int, int] = dict(
+            conn.execute(
+                sa.text(
+                    "select n, count(*) from (select count(*) as n from identity_persons group by person_id) x"
+                    " group by n order by n"
+                )
+            ).all()
+        )
+        junk = conn.execute(
+            sa.text("select count(*) from customers where lower(btrim(email)) in ('null', 'test@test.com')")
+        ).scalar()
+    persons = profiles - result.persons.linked_profiles + result.persons.persons
+    console.print(
+        f"identity: {profiles:,} profiles are [bold]{persons:,} persons[/bold]; "
+        + ", ".join(f"{n:,} persons have {k} profiles" for k, n in sorted(sizes.items()))
+        + f" (resolved in {result.seconds:.2f}s; {junk} junk emails such as 'null' link no one)"
+    )
+
+
+def print_identity_effect(engine: Engine, cycle: datetime) -> None:
+    """People who, had each profile been a person of its own, would have gone over the daily cap in
+    this cycle — and, resolved into one person, did not."""
+    from baton.arbitration.cycle import what_if_unlinked
+    from baton.spec import load_deployment
+
+    policy, campaigns = load_deployment(baton_home() / "dags")
+    daily = min(
+        (c.limit for c in policy.caps if c.window == timedelta(hours=24) and c.channel is None), default=None
+    )
+    if daily is None:
+        return
+    unlinked = what_if_unlinked(engine, cycle, policy, campaigns)
+    counting = {c.id for c in campaigns if c.counts_toward_caps}
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("create temp table _unlinked (customer_id text, campaign_id text) on commit drop")
+        )
+        values = [{"c": c, "k": k} for c, k, _ch in unlinked if k in counting]
+        if values:
+            conn.execute(sa.text("insert into _unlinked values (:c, :k)"), values)
+        rows = conn.execute(
+            sa.text(
+                "with person as (select c.customer_id, coalesce(p.person_id, c.customer_id) as person_id"
+                " from customers c left join identity_persons p using (customer_id)),"
+                " before as (select p.person_id, count(*) as n from messages m join person p using (customer_id)"
+                " where m.cycle_at > :t - interval '24 hours' and m.cycle_at < :t and m.counts_toward_caps"
+                " and m.status not in ('cancelled', 'expired', 'failed') group by 1),"
+                " alone as (select p.person_id, count(*) as n, count(distinct u.customer_id) as profiles"
+                " from _unlinked u join person p using (customer_id) group by 1),"
+                " resolved as (select person_id, count(*) as n from messages where cycle_at = :t"
+                " and counts_toward_caps group by 1)"
+                " select a.person_id, coalesce(b.n, 0) + a.n as unlinked, coalesce(b.n, 0) + coalesce(r.n, 0)"
+                " as linked from alone a left join before b using (person_id) left join resolved r using (person_id)"
+                " where a.profiles > 1 and coalesce(b.n, 0) + a.n > :cap order by unlinked desc, person_id"
+            ),
+            {"t": cycle, "cap": daily},
+        ).all()
+    kept = [r for r in rows if r.linked <= daily]
+    console.print(
+        f"identity at work: [bold]{len(rows):,}[/bold] people would have had more than {daily} messages in 24 hours"
+        f" had each of their profiles been a person of its own; resolved into one person, [bold green]{len(kept):,}"
+        f"[/bold green] of them stayed within the cap"
+        + (f" (e.g. person {kept[0].person_id}: {kept[0].unlinked} → {kept[0].linked})" if kept else "")
+    )
+
+
 def wait_for(what: str, predicate: Any, timeout: float, af: Airflow, every: float = 2.0) -> Any:
     deadline = time.time() + timeout
     with console.status(what):
@@ -428,8 +504,11 @@ def print_problem(engine: Engine, cycle: datetime) -> None:
         console.print(table)
         stats = _per_person(
             conn,
-            "select c.customer_id, count(distinct b.campaign_id) as n from candidates c"
-            " join candidate_batches b using (batch_id) where b.cycle_at = :c group by c.customer_id",
+            # every automation messages every profile it finds on its own: per person (SPEC §6)
+            "select coalesce(p.person_id, c.customer_id), count(distinct (b.campaign_id, c.customer_id)) as n"
+            " from candidates c join candidate_batches b using (batch_id)"
+            " left join identity_persons p on p.customer_id = c.customer_id"
+            " where b.cycle_at = :c group by 1",
             {"c": cycle},
         )
     console.rule("[bold]5. without orchestration")
@@ -445,8 +524,9 @@ def print_outcome(engine: Engine, cycle: datetime) -> None:
     with engine.connect() as conn:
         stats = _per_person(
             conn,
-            "select customer_id, count(*) as n from messages where cycle_at > :c - interval '24 hours'"
-            " and cycle_at <= :c and status not in ('cancelled', 'expired', 'failed') group by customer_id",
+            "select coalesce(person_id, customer_id), count(*) as n from messages"
+            " where cycle_at > :c - interval '24 hours' and cycle_at <= :c"
+            " and status not in ('cancelled', 'expired', 'failed') group by 1",
             {"c": cycle},
         )
         rows = conn.execute(
@@ -544,6 +624,7 @@ def main() -> None:
     engine = get_engine()
     upgrade(engine)
     seed_store(engine)
+    resolve_identity(engine)
 
     console.rule("[bold]2. Airflow (scheduler, DAG processor, API server, triggerer)")
     home = root / ".baton" / "airflow"
@@ -584,6 +665,7 @@ def main() -> None:
         print_problem(engine, cycle)
         run_arbitration(af, af_db, cycle)
         print_outcome(engine, cycle)
+        print_identity_effect(engine, cycle)
         print_delivery(engine, cycle, smtp, http)
         console.rule("[bold]Airflow UI")
         console.print(

@@ -6,6 +6,7 @@ count history per the new persons — and a backfill decides with the identity o
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -131,3 +132,48 @@ def test_a_wrong_merge_is_undone_and_history_follows_the_new_persons(fresh_store
     _cycle(fresh_store, t_back, [("news", "app")])
     # (the exclusion applies to every cycle; app's login is first seen at T1+1:30, after this cycle)
     assert _decisions(fresh_store, t_back) == {("app", "news"): ("capped", "app")}
+
+
+def test_a_message_goes_to_the_address_the_decision_took_from_another_profile(
+    fresh_store: Engine, tmp_path: Path
+) -> None:
+    """`app` has no email of its own; the person's email is the account's (SPEC §6 check 3), and the
+    email goes there."""
+    from baton.delivery.channels import adapter_for
+    from baton.delivery.outbox import DeliverySettings, deliver_shard
+    from baton_dev.sinks import SmtpSink
+
+    with fresh_store.begin() as conn:
+        conn.execute(
+            sa.text(
+                "insert into customers (customer_id, email, first_name, created_at) values"
+                " ('acct', ' Ann@Example.com ', 'Ann', '2026-01-01'), ('app', null, 'Annie', '2026-01-02')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "insert into identifiers (customer_id, kind, value, norm, first_seen) values"
+                " ('acct', 'device', 'd1', 'd1', '2026-01-01'), ('app', 'device', 'd1', 'd1', '2026-01-02')"
+            )
+        )
+        conn.execute(sa.text("create table audience (campaign_id text, customer_id text)"))
+    _cycle(fresh_store, T1, [("promo", "app")])
+    assert _decisions(fresh_store, T1) == {("app", "promo"): ("selected", "acct")}
+    with fresh_store.connect() as conn:
+        address = conn.execute(sa.text("select address from messages where customer_id = 'app'")).scalar()
+    assert address == {"email": "Ann@Example.com"}
+    with SmtpSink("127.0.0.1", 0, tmp_path / "maildir") as sink:
+        stats = deliver_shard(
+            fresh_store,
+            channel="email",
+            shard=0,
+            shards=1,
+            campaigns={c.id: c for c in CAMPAIGNS},
+            adapter=adapter_for("email", sink.connection()),
+            templates_dir=tmp_path,
+            settings=DeliverySettings(max_send_delay=timedelta(days=3650)),
+        )
+        assert stats.sent == 1
+        [mail] = sink.messages()
+    assert mail["To"].addresses[0].addr_spec == "Ann@example.com"
+    assert mail["To"].addresses[0].display_name == "Annie"  # the row's profile: Annie, at Ann's address

@@ -289,9 +289,9 @@ def decide_shard(
                 return int(
                     tx.execute(
                         "insert into messages (cycle_at, customer_id, campaign_id, channel, tags, counts_toward_caps,"
-                        " send_at, shard, status, batch_id, seq, person_id)"
+                        " send_at, shard, status, batch_id, seq, person_id, address)"
                         " select %(at)s, s.customer_id, s.campaign_id, s.channel, k.tags, k.counts, s.send_at,"
-                        f" %(shard)s, %(pending)s, s.batch_id, s.seq, s.person_id from ({eng.selected_sql()}) s"
+                        f" %(shard)s, %(pending)s, s.batch_id, s.seq, s.person_id, s.address from ({eng.selected_sql()}) s"
                         " join _campaigns k on k.campaign_id = s.campaign_id"
                         " order by s.customer_id, s.campaign_id, s.channel",  # in the unique index's order
                         {**key, "pending": MessageStatus.PENDING},

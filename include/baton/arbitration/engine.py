@@ -487,7 +487,7 @@ class CycleEngine:
             " from consents group by customer_id) cs on cs.customer_id = cu.customer_id"
         )
         own = (
-            "select cu.customer_id, cu.customer_id as pk, false as linked, true as rep, "
+            "select cu.customer_id, cu.customer_id as pk, false as linked, true as rep, null::jsonb as fb, "
             + facts
             + tzcols
             + " from customers cu left join _tzb z on z.name = cu.timezone and z.valid"
@@ -502,7 +502,7 @@ class CycleEngine:
         # not a de-duplicated list of them first, the planner's pick that costs twice as much
         with self.setting("enable_hashagg", "off"):
             self.run(
-                "create temp table _p as select x.customer_id, x.pk, x.linked, x.rep, "
+                "create temp table _p as select x.customer_id, x.pk, x.linked, x.rep, x.fb, "
                 + ", ".join(f"{expr} as r_{ch}" for ch, expr in reach.items())
                 + f", {ctl} as ctl, x.outs, x.ins"
                 + "".join(f", x.{c}" for c in self._tz_columns)
@@ -564,7 +564,11 @@ class CycleEngine:
 
         return (
             "select f.customer_id, f.pk, true as linked,"
-            ' row_number() over (partition by f.pk order by f.customer_id collate "C") = 1 as rep, '
+            ' row_number() over (partition by f.pk order by f.customer_id collate "C") = 1 as rep,'
+            # the addresses taken from the person's other profiles: where delivery sends (messages.address)
+            " nullif(jsonb_strip_nulls(jsonb_build_object('email', case when f.e is null then pp.e end,"
+            " 'phone', case when f.ph is null then pp.ph end, 'push_token', case when f.pu is null then pp.pu end,"
+            " 'postal_address', case when f.po is null then pp.po end)), '{}') as fb, "
             f"{pick('e')} as e, {pick_with('el', 'e')} as el, {pick('ph')} as ph, {pick('pu')} as pu,"
             f" {pick('po')} as po, {pick('ae')} as ae, {pick_with('ae_email', 'ae')} as ae_email,"
             f" {pick_with('ael', 'ae')} as ael, po_.outs, {ins} as ins"
@@ -801,7 +805,7 @@ class CycleEngine:
                 + ", "
                 + ", ".join(walk)
                 + f" from (select *, {first} from ("
-                "select r.customer_id, r.pk, case when p.customer_id is not null then r.pk end as person_id,"
+                "select r.customer_id, r.pk, case when p.customer_id is not null then r.pk end as person_id, p.fb,"
                 " r.campaign_id, r.batch_id, r.seq, r.score, r.rnk, "
                 + rc
                 + ", "
@@ -863,16 +867,17 @@ class CycleEngine:
 
     def selected_sql(self) -> str:
         """A query of the selected alternatives of the last decided shard (the outbox rows):
-        customer_id, campaign_id, channel, batch_id, seq, send_at, person_id."""
+        customer_id, campaign_id, channel, batch_id, seq, send_at, person_id, and the addresses taken from
+        another profile of the person (``address``, null when the profile's own are used)."""
         parts = [
-            f"select customer_id, campaign_id, channel, batch_id, seq, coalesce(sa, {self.T}) as send_at, person_id"
-            f" from _w{k} where block is null and f is not null"
+            f"select customer_id, campaign_id, channel, batch_id, seq, coalesce(sa, {self.T}) as send_at, person_id,"
+            f" fb as address from _w{k} where block is null and f is not null"
             for k in range(1, self._max_rank + 1)
         ]
         return " union all ".join(parts) or (
             "select null::text as customer_id, null::text as campaign_id, null::text as channel,"
-            " null::bigint as batch_id, null::int as seq, null::timestamptz as send_at, null::text as person_id"
-            " where false"
+            " null::bigint as batch_id, null::int as seq, null::timestamptz as send_at, null::text as person_id,"
+            " null::jsonb as address where false"
         )
 
     def summary(self) -> list[tuple[str, str, str, str, int]]:
@@ -911,7 +916,7 @@ class CycleEngine:
 
     def _carried(self) -> list[str]:
         """The columns of ``_pc`` that travel through the walk to the output."""
-        return ["pk", "person_id", "rc", "f", *(f"pre{i}" for i in range(1, self._positions + 1))]
+        return ["pk", "person_id", "fb", "rc", "f", *(f"pre{i}" for i in range(1, self._positions + 1))]
 
     def _output(self, n: int, max_rank: int) -> None:
         """``_dec`` (a view): one row per (person, campaign) — the candidate row decided, the

@@ -203,7 +203,8 @@ class Outbox:
             " order by send_at, message_id limit %(limit)s for update skip locked)"
             " update messages m set status = %(sending)s, lease_until = %(lease)s, lease_owner = pg_backend_pid(),"
             " attempts = m.attempts + 1, updated_at = now() from due where m.message_id = due.message_id"
-            " returning m.message_id, m.customer_id, m.campaign_id, m.payload, m.attempts, m.batch_id, m.seq",
+            " returning m.message_id, m.customer_id, m.campaign_id, m.payload, m.attempts, m.batch_id, m.seq,"
+            " m.address",
             self._params(now=now, limit=limit, lease=now + lease, sending=MessageStatus.SENDING),
         ).fetchall()
         if not rows:
@@ -245,6 +246,7 @@ class Outbox:
                 "payload": (payloads.get((r[5], r[6])) if r[5] is not None else r[3]) or {},
                 "attempts": r[4],
                 "customer": people.get(r[1]),
+                "address": r[7],
             }
             for r in rows
         ]
@@ -340,7 +342,9 @@ class Outbox:
 
 
 def _recipient(row: dict[str, Any]) -> Recipient:
-    c = row["customer"] or {}
+    """Who the message goes to: the row's profile, with the address the decision took from another
+    profile of the person where the row's profile has none (``messages.address``, SPEC §6)."""
+    c = {**(row["customer"] or {}), **(row.get("address") or {})}
     return Recipient(
         customer_id=row["customer_id"],
         email=c.get("email"),

@@ -232,7 +232,7 @@ def forget_person(engine: Engine, query: str) -> ForgetResult:
                 ps,
             ).rowcount,
             "messages": tx.execute(
-                "update messages m set customer_id = x.pseudonym, person_id = %(p)s, payload = '{}',"
+                "update messages m set customer_id = x.pseudonym, person_id = %(p)s, payload = '{}', address = null,"
                 " provider_id = null, error = null, batch_id = null, seq = null"
                 " from _pseudo x where m.customer_id = x.customer_id",
                 ps,

@@ -331,6 +331,11 @@ messages = sa.Table(
     sa.Column("seq", sa.Integer),
     sa.Column("person_id", sa.Text, comment="the person the message went to (as of its cycle)"),
     sa.Column(
+        "address",
+        JSONB,
+        comment="addresses the decision took from another profile of the person (SPEC §6); null: the profile's own",
+    ),
+    sa.Column(
         "bucket",
         sa.BigInteger,
         sa.Computed(bucket_sql("customer_id"), persisted=True),

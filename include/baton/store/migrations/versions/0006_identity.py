@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0006"
 down_revision = "0005"
@@ -256,6 +257,15 @@ def upgrade() -> None:
             "person_id", sa.Text(), nullable=True, comment="the person the message went to (as of its cycle)"
         ),
     )
+    op.add_column(
+        "messages",
+        sa.Column(
+            "address",
+            postgresql.JSONB(),
+            nullable=True,
+            comment="addresses the decision took from another profile of the person (SPEC §6); null: the profile's own",
+        ),
+    )
     _replace_view(person=True)
     # forgotten persons (GDPR art. 17): only a digest of each address is kept; a profile imported
     # later with such an address has it suppressed at once, so it is not messaged by accident
@@ -279,6 +289,7 @@ def downgrade() -> None:
     op.execute("drop function baton_suppress_erased()")
     op.drop_table("erasures")
     _replace_view(person=False)
+    op.drop_column("messages", "address")
     op.drop_column("messages", "person_id")
     op.drop_column("cycle_decisions", "person_id")
     op.drop_table("cycle_persons")
