@@ -312,6 +312,75 @@ def validate_paths(paths: list[Path]) -> list[SpecIssue]:
     return validated_campaigns(paths)[1]
 
 
+class _Paths:
+    """The campaign and policy files that ``baton validate`` paths name (see :func:`validated_campaigns`):
+    each file once, each policy loaded once, the problems found on the way."""
+
+    def __init__(self) -> None:
+        self.issues: list[SpecIssue] = []
+        self.campaign_files: list[Path] = []
+        self.policy_files: dict[Path, Path] = {}  # campaign file -> the policy file it is checked against
+        self.seen: set[str] = set()
+        self.policies: dict[str, Policy | None] = {}
+
+    def add(self, path: Path) -> None:
+        """A path given on the command line: a directory, a policy file or a campaign file."""
+        if not _exists(path):
+            self.issues.append(SpecIssue(path, None, FILE_FIELD, "no such file or directory: check the path"))
+        elif path.is_dir():
+            self.add_dir(path)
+        elif _is_policy(path):
+            self.load_policy(path)
+        else:
+            self.add_campaign(path, default_policy_file(path))
+
+    def add_dir(self, path: Path) -> None:
+        """A directory: its policy, the campaigns in its ``campaigns/`` and the other YAML files in it."""
+        present = [path / name for name in POLICY_NAMES if _exists(path / name)]
+        for policy_path in present:
+            self.load_policy(policy_path)
+        policy_file = present[0] if present else path / POLICY_NAMES[0]
+        found_files: list[Path] = []
+        folder = path / "campaigns"
+        if folder.is_dir():
+            in_folder, problems = _yaml_files(folder)
+            self.issues.extend(problems)
+            found_files.extend(in_folder)
+        directly, problems = _yaml_files(path)
+        self.issues.extend(problems)
+        found_files.extend(f for f in directly if not _is_policy(f))
+        for file in found_files:
+            self.add_campaign(file, policy_file)
+
+    def add_campaign(self, file: Path, policy_file: Path) -> None:
+        """A campaign file, checked against *policy_file*, unless already added under another name."""
+        key = os.path.realpath(file)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        self.campaign_files.append(file)
+        self.policy_files[file] = policy_file
+
+    def load_policy(self, path: Path) -> Policy | None:
+        """A policy file given (or found in a directory given): loaded once, its problems reported."""
+        key = os.path.realpath(path)
+        if key not in self.policies:
+            policy, found = _policy(path)
+            self.policies[key] = policy
+            self.issues.extend(found)
+        return self.policies[key]
+
+    def policy_of(self, file: Path) -> Policy | None:
+        """The valid policy a campaign file is checked against, or None."""
+        policy_file = self.policy_files.get(file)
+        if policy_file is None or not _exists(policy_file):
+            return None
+        key = os.path.realpath(policy_file)
+        if key not in self.policies:  # a lone campaign file's policy: used, not reported
+            self.policies[key] = _policy(policy_file)[0]
+        return self.policies[key]
+
+
 def validated_campaigns(
     paths: list[Path],
 ) -> tuple[list[tuple[Campaign, Path, Policy | None]], list[SpecIssue]]:
@@ -327,65 +396,10 @@ def validated_campaigns(
     or for a campaign file given alone the one :func:`default_policy_file` finds.  An invalid
     policy reports its own problems; the campaigns are then not checked against it.
     """
-    issues: list[SpecIssue] = []
-    campaign_files: list[Path] = []
-    policy_files: dict[Path, Path] = {}  # campaign file -> the policy file of its folder
-    seen: set[str] = set()
-    policies: dict[str, Policy | None] = {}
-
-    def once(path: Path) -> bool:
-        key = os.path.realpath(path)
-        if key in seen:
-            return False
-        seen.add(key)
-        return True
-
-    def load_policy_once(path: Path) -> Policy | None:
-        key = os.path.realpath(path)
-        if key not in policies:
-            policy, found = _policy(path)
-            policies[key] = policy
-            issues.extend(found)
-        return policies[key]
-
+    found = _Paths()
     for raw in paths:
-        path = Path(raw)
-        if not _exists(path):
-            issues.append(SpecIssue(path, None, FILE_FIELD, "no such file or directory: check the path"))
-        elif path.is_dir():
-            present = [path / name for name in POLICY_NAMES if _exists(path / name)]
-            for policy_path in present:
-                load_policy_once(policy_path)
-            policy_file = present[0] if present else path / POLICY_NAMES[0]
-            folder = path / "campaigns"
-            found_files: list[Path] = []
-            if folder.is_dir():
-                in_folder, problems = _yaml_files(folder)
-                issues.extend(problems)
-                found_files.extend(in_folder)
-            directly, problems = _yaml_files(path)
-            issues.extend(problems)
-            found_files.extend(f for f in directly if not _is_policy(f))
-            for file in found_files:
-                if once(file):
-                    campaign_files.append(file)
-                    policy_files[file] = policy_file
-        elif _is_policy(path):
-            load_policy_once(path)
-        elif once(path):
-            campaign_files.append(path)
-            policy_files[path] = default_policy_file(path)
-
-    def policy_of(file: Path) -> Policy | None:
-        policy_file = policy_files.get(file)
-        if policy_file is None or not _exists(policy_file):
-            return None
-        key = os.path.realpath(policy_file)
-        if key not in policies:  # a lone campaign file's policy: used, not reported
-            policies[key] = _policy(policy_file)[0]
-        return policies[key]
-
-    campaigns, problems = _load_each(campaign_files, None, policy_of)
-    issues.extend(problems)
-    file_of = {f.stem: f for f in campaign_files}
-    return [(c, file_of[c.id], policy_of(file_of[c.id])) for c in campaigns], issues
+        found.add(Path(raw))
+    campaigns, problems = _load_each(found.campaign_files, None, found.policy_of)
+    issues = found.issues + problems
+    file_of = {f.stem: f for f in found.campaign_files}
+    return [(c, file_of[c.id], found.policy_of(file_of[c.id])) for c in campaigns], issues
