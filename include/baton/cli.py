@@ -415,6 +415,164 @@ def person_forget(
     )
 
 
+DeploymentDagsOption = Annotated[
+    Path, typer.Option("--dags", help="the dags folder: its policy.yaml and campaigns/ (the deployment)")
+]
+
+
+def _deployment(dags: Path) -> Any:
+    """The deployment of *dags* for the Marketing view's commands (an invalid policy is an error here)."""
+    from baton.errors import ConfigError
+    from baton.web.deployment import deployment
+
+    if not (dags / "campaigns").is_dir() and not (dags / "policy.yaml").exists():
+        raise ConfigError(f"{dags} is no dags folder (no policy.yaml, no campaigns/): pass --dags")
+    dep = deployment(dags)
+    if dep.policy_error:
+        raise ConfigError(f"{dags / 'policy.yaml'} is invalid:\n{dep.policy_error}")
+    return dep
+
+
+@app.command()
+def why(
+    query: Annotated[str, typer.Argument(help="a customer id or any identifier (email, phone, login, ...)")],
+    cycle: Annotated[
+        str | None,
+        typer.Option("--cycle", help="only this cycle's decisions (its decision time, ISO 8601 UTC)"),
+    ] = None,
+    days: Annotated[int, typer.Option(help="how many days back (without --cycle)")] = 30,
+    dags: DeploymentDagsOption = Path("dags"),
+) -> None:
+    """Why did this person get (or not get) a message? Every decision explained in words."""
+    from datetime import timedelta
+
+    from baton.web.queries import customer_timeline, parse_time
+
+    try:
+        engine = _store()
+        dep = _deployment(dags)
+        if cycle is not None:
+            at = parse_time(cycle, "--cycle")
+            with engine.connect() as conn:
+                found = conn.exec_driver_sql(
+                    "select status from cycles where cycle_at = %(t)s", {"t": at}
+                ).scalar()
+            if found is None:
+                err.print(
+                    f"no cycle was decided at {at.isoformat()} (`baton status` lists the recent cycles)"
+                )
+                raise typer.Exit(1)
+            view = customer_timeline(engine, dep, query, until=at + timedelta(seconds=1), days=1)
+        else:
+            view = customer_timeline(engine, dep, query, days=days)
+    except BatonError as exc:
+        _fail(exc)
+    if view is None:
+        err.print(f"no profile has the customer id or identifier {query!r}")
+        raise typer.Exit(1)
+    profiles = ", ".join(p["customer_id"] for p in view.profiles)
+    control = view.control["global"]
+    out.print(
+        f"person [bold]{escape(view.person_id)}[/bold] (profiles: {escape(profiles)}); timezone {view.timezone}"
+        f" ({view.timezone_note}); global control group: {'IN it' if control['in'] else 'not in it'}"
+        f" ({control['percent']:g}%)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    decisions = view.decisions
+    if cycle is not None:
+        decisions = [d for d in decisions if d["cycle_at"] == at]
+    if not decisions:
+        span = f"cycle {at.isoformat()}" if cycle is not None else f"the last {days} days"
+        out.print(f"no decision about this person in {span}")
+        return
+    for d in reversed(decisions):
+        line = f"{d['cycle_at']:%Y-%m-%d %H:%M} UTC  {d['campaign_id']:<22} {d['channel']:<11} {d['outcome']:<19} {d['explanation']}"
+        msg = view.messages.get(d["message_id"]) if d["message_id"] is not None else None
+        if msg is not None:
+            line += f"  [message {msg['message_id']}: {msg['status']}"
+            line += "".join(f"; {e['type']} {e['ts']:%m-%d %H:%M}" for e in msg["events"]) + "]"
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    if view.more_decisions:
+        out.print("(more decisions than shown: narrow the range with --days or --cycle)")
+
+
+@app.command()
+def preview(
+    campaign: Annotated[str, typer.Argument(help="the campaign id")],
+    customer: Annotated[
+        str | None,
+        typer.Option(help="render for this customer id or identifier (default: someone it proposed lately)"),
+    ] = None,
+    send_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--send-to", help="send the preview, marked as a test, to this internal address (repeatable)"
+        ),
+    ] = None,
+    channel: Annotated[
+        str | None,
+        typer.Option(help="the channel of the test send (default: from the address: email or sms)"),
+    ] = None,
+    dags: DeploymentDagsOption = Path("dags"),
+) -> None:
+    """Render a campaign's messages for one customer in the delivery sandbox; optionally send a test."""
+    import getpass
+
+    from baton.delivery.base import normalize_phone
+    from baton.delivery.render import html_to_text
+    from baton.web import preview as pv
+
+    try:
+        engine = _store()
+        dep = _deployment(dags)
+        shown = pv.preview(engine, dep, campaign, customer)
+    except BatonError as exc:
+        _fail(exc)
+    out.print(
+        f"campaign [bold]{campaign}[/bold] for customer [bold]{escape(shown.customer_id)}[/bold]: {escape(shown.note)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for ch in shown.channels:
+        out.rule(ch.channel)
+        if ch.content is None:
+            out.print(f"[red]cannot render:[/red] {escape(ch.error or '')}", soft_wrap=True)
+            continue
+        content = dict(ch.content)
+        if "html" in content:
+            content["text"] = content.get("text") or html_to_text(content["html"])
+            content.pop("html")
+        for key, value in content.items():
+            out.print(f"{key}: {value}", highlight=False, markup=False, soft_wrap=True)
+    if not send_to:
+        return
+    addresses = list(send_to)
+    chosen = channel or (
+        "email" if "@" in addresses[0] else "sms" if normalize_phone(addresses[0]) else "push"
+    )
+    try:
+        from baton.airflow.hooks.channels import connection_info
+
+        result = pv.send_test(
+            engine,
+            dep,
+            shown,
+            chosen,
+            addresses,
+            requested_by=f"cli:{getpass.getuser()}",
+            connection=connection_info,
+        )
+    except BatonError as exc:
+        _fail(exc)
+    for address in result.sent:
+        out.print(f"test sent on {chosen} to {address} (test send {result.test_send_id})")
+    for address, why_failed in result.failed.items():
+        err.print(f"[red]test to {escape(address)} failed:[/red] {escape(why_failed)}", soft_wrap=True)
+    if result.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)

@@ -10,6 +10,9 @@ Connection (Airflow ``smtp`` type): ``host``, ``port`` (default 25, or 465 with
 * ``timeout`` (seconds per SMTP command, default 30), ``reply_to``, ``return_path``
   (the envelope sender; default the From address).
 
+A test send of a preview (content ``test``) carries ``X-Baton-Test: 1`` instead of
+``X-Baton-Message-Id`` and a ``<baton-test-…>`` Message-ID.
+
 Each message is ``multipart/alternative`` (text, then HTML; the text is derived from
 the HTML when the block has none) with ``Message-ID: <baton-{message_id}@{domain}>``,
 ``X-Baton-Message-Id`` and ``X-Baton-Campaign``, and — when the content has an
@@ -216,6 +219,7 @@ class EmailAdapter(ChannelAdapter):
         if not subject or not html:
             raise TerminalDeliveryError(f"message {msg.message_id}: email content needs a subject and html")
         text = msg.content.get("text") or html_to_text(html)
+        test = bool(msg.content.get("test"))  # a test send of a preview (baton.web.preview)
         to = rcpt or (msg.recipient.email or "").strip()
         name = " ".join(msg.recipient.full_name.split())
         headers = [
@@ -223,13 +227,18 @@ class EmailAdapter(ChannelAdapter):
             ("To", formataddr((name, to), charset="utf-8") if name else to),
             ("Subject", _unstructured(subject)),
             ("Date", format_datetime(datetime.now(UTC), usegmt=True)),
-            ("Message-ID", self.message_id(msg.message_id)),
+            (
+                "Message-ID",
+                f"<baton-test-{abs(msg.message_id)}@{self.domain}>"
+                if test
+                else self.message_id(msg.message_id),
+            ),
             ("MIME-Version", "1.0"),
         ]
         if self.reply_to:
             headers.append(("Reply-To", self.reply_to))
         headers += [
-            ("X-Baton-Message-Id", str(msg.message_id)),
+            ("X-Baton-Test", "1") if test else ("X-Baton-Message-Id", str(msg.message_id)),
             ("X-Baton-Campaign", _unstructured(msg.campaign_id)),
         ]
         url = (msg.content.get("unsubscribe_url") or "").strip()
