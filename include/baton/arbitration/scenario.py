@@ -329,31 +329,8 @@ class _CsvFile:
 
     def rows(self) -> Iterator[tuple[int, dict[str, str | None]]]:
         """Yield ``(line number, {column: trimmed cell or None})`` for every data row."""
-        try:
-            text = self.path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            raise InputError(f"{self.path}: is not UTF-8 text; save it as UTF-8 CSV") from None
-        except OSError as exc:
-            raise InputError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
-        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-        expected = ",".join(self.required + self.optional)
-        try:
-            header_cells = next(reader, None)
-        except csv.Error as exc:
-            raise self.fail(1, f"is not valid CSV ({exc})") from None
-        if header_cells is None or not any(c.strip() for c in header_cells):
-            raise self.fail(1, f"the file is empty; its first line must be the header: {expected}")
-        header = [c.strip() for c in header_cells]
-        seen: set[str] = set()
-        for column in header:
-            if column in seen:
-                raise self.fail(1, f"column {column!r} appears twice in the header; keep one")
-            seen.add(column)
-            if column not in self.required and column not in self.optional:
-                raise self.fail(1, f"unknown column {column!r}; the columns are: {expected}")
-        for column in self.required:
-            if column not in seen:
-                raise self.fail(1, f"missing column {column!r}; the header must be: {expected}")
+        reader = csv.reader(io.StringIO(self._text(), newline=""), strict=True)
+        header = self._header(reader)
         last = reader.line_num
         while True:
             start = last + 1
@@ -373,6 +350,37 @@ class _CsvFile:
                     "give one cell per column (an empty cell for a missing value)",
                 )
             yield start, {col: (cell.strip() or None) for col, cell in zip(header, cells, strict=True)}
+
+    def _text(self) -> str:
+        """The file's text (UTF-8, a byte-order mark dropped); a clear error when it cannot be read."""
+        try:
+            return self.path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise InputError(f"{self.path}: is not UTF-8 text; save it as UTF-8 CSV") from None
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
+
+    def _header(self, reader: Any) -> list[str]:
+        """The header's column names, trimmed: each known and once, every required column present."""
+        expected = ",".join(self.required + self.optional)
+        try:
+            header_cells = next(reader, None)
+        except csv.Error as exc:
+            raise self.fail(1, f"is not valid CSV ({exc})") from None
+        if header_cells is None or not any(c.strip() for c in header_cells):
+            raise self.fail(1, f"the file is empty; its first line must be the header: {expected}")
+        header = [c.strip() for c in header_cells]
+        seen: set[str] = set()
+        for column in header:
+            if column in seen:
+                raise self.fail(1, f"column {column!r} appears twice in the header; keep one")
+            seen.add(column)
+            if column not in self.required and column not in self.optional:
+                raise self.fail(1, f"unknown column {column!r}; the columns are: {expected}")
+        for column in self.required:
+            if column not in seen:
+                raise self.fail(1, f"missing column {column!r}; the header must be: {expected}")
+        return header
 
     # -- cell readers -------------------------------------------------------
 

@@ -54,13 +54,18 @@ class Variable:
     line: int
 
 
-def _needed(template: nodes.Template) -> Iterator[tuple[str, int]]:
-    """(name, line) of every variable read by *template* that it neither assigns nor defaults."""
+def _assigned(template: nodes.Template) -> set[str]:
+    """Names *template* assigns: ``set``, loop variables, macro parameters, ``with`` and block sets."""
     assigned: set[str] = set()
     for node in template.find_all((nodes.Assign, nodes.For, nodes.Macro, nodes.With, nodes.AssignBlock)):
         for target in node.find_all(nodes.Name):
             if target.ctx in ("store", "param"):
                 assigned.add(target.name)
+    return assigned
+
+
+def _guarded(template: nodes.Template) -> set[int]:
+    """Ids of the name nodes read under ``| default`` or tested with ``is defined``/``is undefined``."""
     guarded: set[int] = set()
     for flt in template.find_all(nodes.Filter):
         if flt.name in _DEFAULT_FILTERS and isinstance(flt.node, nodes.Name):
@@ -71,6 +76,13 @@ def _needed(template: nodes.Template) -> Iterator[tuple[str, int]]:
                 guarded.add(id(name))
             if isinstance(test.node, nodes.Name):
                 guarded.add(id(test.node))
+    return guarded
+
+
+def _needed(template: nodes.Template) -> Iterator[tuple[str, int]]:
+    """(name, line) of every variable read by *template* that it neither assigns nor defaults."""
+    assigned = _assigned(template)
+    guarded = _guarded(template)
     defined_somewhere = {n.name for n in template.find_all(nodes.Name) if id(n) in guarded}
     for name in template.find_all(nodes.Name):
         if name.ctx != "load" or id(name) in guarded:
