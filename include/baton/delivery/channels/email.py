@@ -300,29 +300,14 @@ class EmailAdapter(ChannelAdapter):
         self, smtp: smtplib.SMTP, msg: OutboundMessage, rcpt: str, data: bytes, local: str
     ) -> SendResult:
         """MAIL, RCPT, DATA (pipelined in one write when the server offers PIPELINING), then the content."""
-        options: list[str] = []
-        if not local.isascii():
-            if not smtp.has_extn("smtputf8"):
-                raise TerminalDeliveryError(
-                    f"address {rcpt!r} needs SMTPUTF8, which the server does not support"
-                )
-            options.append("SMTPUTF8")
-            smtp.command_encoding = "utf-8"
-        if smtp.has_extn("8bitmime"):
-            options.append("BODY=8BITMIME")
-        opts = "".join(f" {o}" for o in options)
+        self._envelope(smtp, msg, rcpt, _mail_options(smtp, rcpt, local))
+        return self._content(smtp, msg, data)
+
+    def _envelope(self, smtp: smtplib.SMTP, msg: OutboundMessage, rcpt: str, opts: str) -> None:
+        """MAIL FROM, RCPT TO and DATA, up to the server's go-ahead (354) for the content."""
         steps = (f"MAIL FROM:<{self.envelope_from}>", f"RCPT TO:<{rcpt}>", "DATA")
-        replies: list[tuple[int, bytes]] = []
         try:
-            if smtp.has_extn("pipelining"):
-                smtp.send(f"{steps[0]}{opts}\r\n{steps[1]}\r\n{steps[2]}\r\n")
-                replies = [smtp.getreply() for _ in steps]
-            else:
-                replies.append(smtp.docmd(f"{steps[0]}{opts}"))
-                if replies[-1][0] == 250:
-                    replies.append(smtp.docmd(steps[1]))
-                    if replies[-1][0] in (250, 251):
-                        replies.append(smtp.docmd(steps[2]))
+            replies = _envelope_replies(smtp, steps, opts)
             for code, reply in replies:
                 if code == 421:
                     raise _Reconnect(f"{code} {_text(reply)}")
@@ -343,6 +328,9 @@ class EmailAdapter(ChannelAdapter):
             raise ChannelTransientError(
                 f"SMTP error before DATA: {_describe(exc)}", connection_failed=True
             ) from exc
+
+    def _content(self, smtp: smtplib.SMTP, msg: OutboundMessage, data: bytes) -> SendResult:
+        """The message content (dot-stuffed) and the server's verdict on it."""
         try:
             smtp.send(_DOT_LINE.sub(b"..", data) + b".\r\n")
             code, reply = smtp.getreply()
@@ -381,6 +369,34 @@ class EmailAdapter(ChannelAdapter):
             smtp.rset()
         except (smtplib.SMTPException, OSError):
             pass
+
+
+def _mail_options(smtp: smtplib.SMTP, rcpt: str, local: str) -> str:
+    """The MAIL FROM parameters: SMTPUTF8 for a non-ASCII local part (terminal when the server lacks
+    it), BODY=8BITMIME when offered."""
+    options: list[str] = []
+    if not local.isascii():
+        if not smtp.has_extn("smtputf8"):
+            raise TerminalDeliveryError(f"address {rcpt!r} needs SMTPUTF8, which the server does not support")
+        options.append("SMTPUTF8")
+        smtp.command_encoding = "utf-8"
+    if smtp.has_extn("8bitmime"):
+        options.append("BODY=8BITMIME")
+    return "".join(f" {o}" for o in options)
+
+
+def _envelope_replies(smtp: smtplib.SMTP, steps: tuple[str, str, str], opts: str) -> list[tuple[int, bytes]]:
+    """The replies to MAIL, RCPT and DATA: all three in one write with PIPELINING, otherwise one at a
+    time, stopping at the first refusal."""
+    if smtp.has_extn("pipelining"):
+        smtp.send(f"{steps[0]}{opts}\r\n{steps[1]}\r\n{steps[2]}\r\n")
+        return [smtp.getreply() for _ in steps]
+    replies = [smtp.docmd(f"{steps[0]}{opts}")]
+    if replies[-1][0] == 250:
+        replies.append(smtp.docmd(steps[1]))
+        if replies[-1][0] in (250, 251):
+            replies.append(smtp.docmd(steps[2]))
+    return replies
 
 
 def _unstructured(value: str) -> str:
