@@ -307,7 +307,7 @@ def allowed(channel: str, address: str, allow: list[str]) -> bool:
 def _check_addresses(channel: str, addresses: list[str]) -> list[str]:
     cleaned = []
     for a in addresses:
-        for part in re.split(r"[,;\s]+", a or ""):
+        for part in (p.strip() for p in re.split(r"[,;\n]+", a or "")):
             if part and part not in cleaned:
                 cleaned.append(part)
     if channel not in SENDABLE:
