@@ -3,7 +3,7 @@
 Options: ``--people N`` (default 1,000,000), ``--shards N`` (default 2),
 ``--naive-sample N`` (the naive loop decides 1/N of the people; default 50),
 ``--messages N`` (delivery benchmark, per channel; default 5,000),
-``--only arbitration|delivery|identity``.
+``--only arbitration|delivery|identity|web``; ``--samples N`` (web benchmark: calls per page; default 60).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--naive-sample", type=int, default=50)
     parser.add_argument("--messages", type=int, default=5_000)
-    parser.add_argument("--only", choices=["arbitration", "delivery", "identity"], default=None)
+    parser.add_argument("--samples", type=int, default=60)
+    parser.add_argument("--only", choices=["arbitration", "delivery", "identity", "web"], default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.only in (None, "arbitration"):
@@ -33,6 +34,10 @@ def main() -> None:
         from bench import delivery
 
         delivery.main(messages=args.messages)
+    if args.only in (None, "web"):
+        from bench import web
+
+        web.main(people=args.people, samples=args.samples)
 
 
 if __name__ == "__main__":

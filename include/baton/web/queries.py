@@ -38,7 +38,6 @@ from baton.errors import AudienceError, InputError
 from baton.identity import admin
 from baton.identity.resolve import IdentitySettings
 from baton.spec import Campaign, Category, Outcome
-from baton.spec.schedule import first_at_or_after
 from baton.store.tx import Session, transaction
 from baton.web import explain as ex
 from baton.web.deployment import Deployment
@@ -170,7 +169,7 @@ def calendar(
     """Campaigns × days from *start* (or × the hours of *day*): planned runs, past volumes, caps.
 
     Each cell: ``planned`` (runs still to come), ``estimate`` (≈ messages they select, from the
-    campaign's selections per run of the last 14 days), and for the past ``runs``, ``candidates`` (rows
+    campaign's selections per run over its latest 30 runs), and for the past ``runs``, ``candidates`` (rows
     its runs proposed), ``alternatives`` and one count per outcome (``capped`` also per cap)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     days = max(1, min(int(days), MAX_DAYS))
@@ -197,19 +196,22 @@ def calendar(
         for when in _planned(c, max(lo, now), hi):
             cells[c.id][col(when)]["planned"] += 1
     with _read(engine) as tx:
+        # summed per column (day or hour) in the database: a few rows per campaign and column
         outcome_rows = _rows(
             tx,
-            "select cycle_at, campaign_id, channel, outcome, reason, n from cycle_outcomes"
+            "select date_bin(%(step)s, cycle_at, %(lo)s) as cycle_at, campaign_id, outcome, reason,"
+            " sum(n)::bigint as n from cycle_outcomes"
             " where campaign_id = any(%(ids)s) and cycle_at >= %(lo)s and cycle_at < %(hi)s"
-            + (" and channel = %(ch)s" if channel else ""),
-            {"ids": ids, "lo": lo, "hi": hi, "ch": channel},
+            + (" and channel = %(ch)s" if channel else "")
+            + " group by 1, 2, 3, 4",
+            {"ids": ids, "lo": lo, "hi": hi, "ch": channel, "step": step},
         )
         batch_rows = _rows(
             tx,
-            "select campaign_id, cycle_at, count(*)::int as runs, sum(row_count)::bigint as rows"
-            " from candidate_batches where campaign_id = any(%(ids)s) and cycle_at >= %(lo)s and cycle_at < %(hi)s"
-            " group by 1, 2",
-            {"ids": ids, "lo": lo, "hi": hi},
+            "select campaign_id, date_bin(%(step)s, cycle_at, %(lo)s) as cycle_at, count(*)::int as runs,"
+            " sum(row_count)::bigint as rows from candidate_batches"
+            " where campaign_id = any(%(ids)s) and cycle_at >= %(lo)s and cycle_at < %(hi)s group by 1, 2",
+            {"ids": ids, "lo": lo, "hi": hi, "step": step},
         )
         cycles = _rows(
             tx,
@@ -217,15 +219,19 @@ def calendar(
             " where cycle_at >= %(lo)s and cycle_at < %(hi)s order by cycle_at",
             {"lo": lo, "hi": hi},
         )
-        # ≈ messages per future run: the campaign's selections per run over the last 14 days
+        # ≈ messages per future run: the campaign's selections per run over its latest 30 decided runs
+        # (its batches by their unique index, its summaries by (campaign_id, cycle_at))
         recent = _rows(
             tx,
-            "select o.campaign_id, sum(o.n) filter (where o.outcome = 'selected')::bigint as selected,"
-            " (select count(*) from candidate_batches b where b.campaign_id = o.campaign_id"
-            "  and b.cycle_at > %(since)s and b.cycle_at <= %(now)s)::int as runs"
-            " from cycle_outcomes o where o.campaign_id = any(%(ids)s) and o.cycle_at > %(since)s"
-            " and o.cycle_at <= %(now)s" + (" and o.channel = %(ch)s" if channel else "") + " group by 1",
-            {"ids": ids, "since": now - timedelta(days=14), "now": now, "ch": channel},
+            "select k.id as campaign_id, s.selected, b.runs from unnest(%(ids)s::text[]) k(id)"
+            " cross join lateral (select count(*)::int as runs, array_agg(distinct decided_cycle_at) as cycles"
+            " from (select decided_cycle_at from candidate_batches where campaign_id = k.id"
+            " and decided_cycle_at is not null and cycle_at <= %(now)s order by cycle_at desc limit 30) x) b"
+            " cross join lateral (select coalesce(sum(o.n), 0)::bigint as selected from cycle_outcomes o"
+            " where o.campaign_id = k.id and o.cycle_at = any(b.cycles) and o.outcome = 'selected'"
+            + (" and o.channel = %(ch)s" if channel else "")
+            + ") s",
+            {"ids": ids, "now": now, "ch": channel},
         )
     per_run = {r["campaign_id"]: (r["selected"] or 0) / r["runs"] for r in recent if r["runs"]}
     caps, reached, totals = _tally(outcome_rows, cells, len(columns), col)
@@ -261,9 +267,7 @@ def calendar(
         "cycles": cycles,
         "totals": totals,
         "cycle_schedule": cycle_schedule,
-        "planned_cycles": [
-            first_at_or_after(cycle_schedule, t) for t in schedule_times(cycle_schedule, max(lo, now), hi)
-        ][:200],
+        "planned_cycles": list(schedule_times(cycle_schedule, max(lo, now), hi)[:200]),
         "filters": {"channel": channel, "tag": tag, "owner": owner},
         "owners": sorted({c.owner for c in dep.campaigns.values()}),
         "tags": sorted({t for c in dep.campaigns.values() for t in c.tags}),
