@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast fuzz lint docs bench constraints db-stop clean
+.PHONY: help install demo test test-fast fuzz lint docs bench constraints db-stop clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,7 +30,22 @@ install: $(STAMP) ## create .venv and install the pinned requirements (developme
 demo: $(STAMP) ## seed 10,000 customers, run the campaigns through a real Airflow scheduler, print the numbers, keep the UI up
 	$(BIN)/python -m baton_dev.demo
 
-test: $(STAMP) ## run the whole test suite (unit, dags, integration) on the embedded Postgres
+# The browser tests drive Debian's chromium through its chromedriver (browser downloads are not possible
+# everywhere, so no Playwright/Selenium Manager browser): installed from apt when missing and root.
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+
+$(BROWSER):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; \
+	else \
+	  echo "the browser tests need Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; \
+	  exit 1; \
+	fi
+
+browser: $(BROWSER) ## install Debian's chromium and chromedriver for the browser tests (make test does it)
+
+test: $(STAMP) $(BROWSER) ## run the whole test suite (unit, dags, integration) on the embedded Postgres
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## unit tests only (no database, no Airflow)

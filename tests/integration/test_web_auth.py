@@ -155,3 +155,12 @@ def test_the_plugin_adds_the_marketing_nav_entry_and_mounts_the_app() -> None:
     assert app["url_prefix"] == "/baton"
     paths = {getattr(r, "path", None) for r in app["app"].routes}
     assert {"/marketing/", "/unsubscribe/{token}"} <= paths
+
+
+def test_the_airflow_metadata_queries_run(airflow_db: str) -> None:
+    """The runs and task instances the funnel and the campaign page show come from Airflow's own tables."""
+    from baton.airflow.web import AirflowMetadata
+
+    meta = AirflowMetadata()
+    assert meta.task_instances("baton_arbitration", "no-such-run") == []
+    assert meta.dag_runs("campaign__no_such_campaign", 5) == []

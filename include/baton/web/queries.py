@@ -674,7 +674,7 @@ def customer_timeline(
         query=query,
         person_id=person,
         profiles=[{**p, "chain": view.chains.get(p["customer_id"])} for p in profiles],
-        observations=view.observations,
+        observations=_distinct(view.observations),
         chains=view.chains,
         consents=consents,
         suppressions=suppressions,
@@ -697,6 +697,12 @@ def customer_timeline(
         more_decisions=more_decisions,
         more_events=len(events) > TIMELINE_EVENTS,
     )
+
+
+def _distinct(observations: list[Any]) -> list[Any]:
+    """The person's identifiers without the profile-column copy of one also stored as an observation."""
+    stored = {(o.customer_id, o.kind, o.norm) for o in observations if o.source != "profile"}
+    return [o for o in observations if o.source != "profile" or (o.customer_id, o.kind, o.norm) not in stored]
 
 
 def _history_span(dep: Deployment) -> timedelta:
