@@ -212,7 +212,12 @@ def test_marketing_ops_answers_their_questions_in_the_browser(
 
     started = time.monotonic()
     # the view's pages and data refuse anyone not logged in
-    assert httpx.get(f"{api_server}/baton/marketing/", timeout=10).status_code == 401
+    anonymous = httpx.get(f"{api_server}/baton/marketing/", headers={"accept": "text/html"}, timeout=10)
+    assert (
+        anonymous.status_code == 401
+        and "log in to Airflow" in anonymous.text
+        and "weekly_newsletter" not in anonymous.text
+    )
     assert httpx.get(f"{api_server}/baton/marketing/api/calendar", timeout=10).status_code == 401
 
     # log in through Airflow's own login page

@@ -210,8 +210,19 @@ async def _guard(request: Request) -> None:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     wants_json = "/api/" in request.url.path or "text/html" not in request.headers.get("accept", "")
-    if exc.status_code in (401, 403) or wants_json:
+    if wants_json:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    if exc.status_code in (401, 403):  # no data, no deployment read: a page saying where to log in
+        what = html.escape(str(exc.detail))
+        login = html.escape(_airflow_ui(request) + "/")
+        return HTMLResponse(
+            "<!doctype html><html><body style='font-family:sans-serif;max-width:36em;margin:3em auto'>"
+            f"<h1>Baton · Marketing</h1><p>{what}.</p><p>The Marketing view is part of Airflow:"
+            f" <a href='{login}' target='_top'>log in to Airflow</a> and open <b>Marketing</b> in its menu.</p>"
+            "</body></html>",
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
     return _problem(request, exc.status_code, str(exc.detail))
 
 

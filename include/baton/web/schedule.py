@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from baton.spec.schedule import cron_of
 
@@ -59,11 +59,11 @@ def _times(cron: str, start: datetime, end: datetime) -> tuple[datetime, ...]:
     if fields is None:
         out = []
         it = croniter(cron, start - timedelta(microseconds=1))
-        while True:
-            t = it.get_next(datetime).astimezone(UTC)
-            if t >= end:
-                break
-            out.append(t)
+        try:
+            while (t := it.get_next(datetime).astimezone(UTC)) < end:
+                out.append(t)
+        except CroniterBadDateError:  # a schedule with no time at all (e.g. 31 February)
+            pass
         return tuple(out)
     minutes, hours, dom, months, dow = fields
     mins = sorted(minutes) if minutes else list(range(60))
