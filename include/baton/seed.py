@@ -34,6 +34,7 @@ previous run truncate the seeded tables and rebuild them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -53,7 +54,7 @@ from baton.store.tx import settings_session, transaction
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2  # 2: one person across several profiles (SPEC §6)
+GENERATOR_VERSION = 3  # 2: one person across several profiles (SPEC §6); 3: the very active shopper
 META_KEY = "seed"
 SEEDED_TABLES = ("customers", "identifiers", "consents", "suppressions", "events")
 DAY = 86_400
@@ -994,9 +995,14 @@ def _customer_chunks(
     a family tablet's device id.
     """
     gen = _CustomerGenerator(world, seed, anchor, fmt)
+    shopper = _ShopperProfiles(world, seed, anchor, fmt)
     chunk = _CustomerChunk()
     for i in range(world.n):
-        gen.add(i, chunk)
+        if i in shopper.rows:  # her own rows, after the same draws as anyone's: the others' stay as they were
+            gen.add(i, _CustomerChunk())
+            shopper.add(i, chunk)
+        else:
+            gen.add(i, chunk)
         if len(chunk.customers) >= CUSTOMER_CHUNK:
             yield i + 1, chunk
             chunk = _CustomerChunk()
@@ -1253,9 +1259,17 @@ def _day_events(
     """COPY lines of the events generated for UTC ``day`` with ``start < ts <= end``.
 
     Without ``full`` only the follow-ups of the day's purchases (``review_due``) are
-    produced: the streams that make everything else are not even drawn.
+    produced: the streams that make everything else are not even drawn.  The very active
+    shopper's profiles get the events of her day (:class:`_ShopperDay`) instead of generated ones.
     """
     gen = _DayGenerator(world, seed, day, start, end, fmt, minutes, counts)
+    shopper = _ShopperDay(gen)
+    yield from shopper.without_hers(_generated_events(gen, full))
+    yield from shopper.events(full)
+
+
+def _generated_events(gen: _DayGenerator, full: bool) -> Iterator[str]:
+    """The day's generated events (see :func:`_day_events`)."""
     active = gen.active()
     orders: dict[int, tuple[int, list[_Product], str]] = {}
     yield from gen.purchases(active, orders)
@@ -1275,6 +1289,249 @@ EVENT_TYPES = (
     "price_drop",
     "review_due",
 )
+
+
+# ---------------------------------------------------------------- the very active shopper
+# The story the demo tells (issue #11): one shopper whom the shop's independent automations would
+# message twenty-odd times a day.  She is one person with three profiles — her account, a guest
+# checkout with the same email typed differently and the same phone formatted differently, and the
+# app, which shares a device id with the account — and every day she does the same things at the
+# same UTC hours (New York's morning to late evening), so any 24 hours hold the same day of hers.
+
+SHOPPER_FIRST, SHOPPER_LAST = "Maya", "Brooks"
+SHOPPER_EMAIL = "maya.brooks@example.com"
+SHOPPER_TIMEZONE = "America/New_York"
+SHOPPER_POSTAL = "41 Orchard Close, New York, NY"
+#: (UTC hour after the day's midnight, profile, what she does): ``cart`` views and adds a product and
+#: abandons the cart the next hour; ``browse`` views products she never puts in a cart; ``stock`` and
+#: ``drop`` are alerts about products she follows; ``buy`` is an order, whose review is due five days on
+SHOPPER_DAY: tuple[tuple[int, str, str], ...] = (
+    (11, "app", "browse"),
+    (12, "account", "cart"),
+    (13, "account", "stock"),
+    (14, "account", "browse"),
+    (15, "account", "drop"),
+    (15, "guest", "drop"),
+    (16, "guest", "cart"),
+    (16, "account", "browse"),
+    (17, "account", "buy"),
+    (18, "app", "stock"),
+    (19, "account", "cart"),
+    (20, "app", "cart"),
+    (20, "app", "drop"),
+    (21, "guest", "browse"),
+    (22, "account", "browse"),
+    (23, "account", "cart"),
+    (24, "account", "stock"),
+    (25, "app", "browse"),
+    (26, "guest", "cart"),
+    (27, "account", "cart"),
+)
+SHOPPER_REVIEW_DAYS = 5
+_SHOPPER_ROLES = ("account", "guest", "app")
+
+
+@dataclass(frozen=True)
+class Shopper:
+    """The seed's very active shopper: her profiles' customer ids (the account is her person's id)."""
+
+    account: str
+    guest: str
+    app: str
+    name: str = f"{SHOPPER_FIRST} {SHOPPER_LAST}"
+    email: str = SHOPPER_EMAIL
+
+    @property
+    def profiles(self) -> tuple[str, str, str]:
+        """Her customer ids: account, guest checkout, app."""
+        return (self.account, self.guest, self.app)
+
+
+@functools.lru_cache(maxsize=8)
+def _shopper_index(n: int, seed: int) -> int | None:
+    """Index of the account of the first person whose profiles are an account, a guest checkout and
+    an app install, in that order of creation (:func:`_profile_roles`); None in a seed without one."""
+    roles, owner = _profile_roles(n, seed)
+    for i in range(n - 2):
+        if (
+            roles[i] == "primary"
+            and {roles[i + 1], roles[i + 2]} == {"guest", "app"}
+            and owner[i + 1] == owner[i + 2] == i
+            and (i + 3 == n or owner[i + 3] != i)
+        ):
+            return i
+    return None
+
+
+def very_active_shopper(customers: int, seed: int) -> Shopper | None:
+    """The very active shopper of ``baton seed --customers customers --seed seed`` (None in a seed too
+    small to have her).  Her rows replace those generated for her three profiles."""
+    i = _shopper_index(customers, seed)
+    if i is None:
+        return None
+    width = max(7, len(str(customers)))
+    return Shopper(*(f"c{k:0{width}d}" for k in range(i + 1, i + 4)))
+
+
+def _shopper_profiles(world: _World, seed: int) -> dict[int, str]:
+    """Her profiles' indexes and roles (``account``, ``guest``, ``app``)."""
+    i = _shopper_index(world.n, seed)
+    return {} if i is None else {i + k: role for k, role in enumerate(_SHOPPER_ROLES)}
+
+
+class _ShopperProfiles:
+    """Her customer rows, identifiers and consents (by profile index in :attr:`rows`): fixed values,
+    her account created first, so that it is her person's id."""
+
+    def __init__(self, world: _World, seed: int, anchor: int, fmt: _TsFormat) -> None:
+        self.rows: dict[int, _CustomerChunk] = {}
+        roles = _shopper_profiles(world, seed)
+        if not roles:
+            return
+        rng = random.Random(f"baton-seed:{seed}:shopper")
+        account = min(roles)
+        num = account + 1
+        phone_digits = f"1917{num:07d}"
+        device = f"dev-app-{num:x}"
+        created = {
+            "account": anchor - 700 * DAY + 10 * 3600,
+            "guest": anchor - 125 * DAY + 19 * 3600,
+            "app": anchor - 60 * DAY + 13 * 3600,
+        }
+        ts = {role: fmt.ts(t) for role, t in created.items()}
+        for i, role in roles.items():
+            chunk = self.rows[i] = _CustomerChunk()
+            cid = world.ids[i]
+            cookie = f"ck-{rng.getrandbits(48):012x}{i + 1:x}"
+            chunk.identifiers.append(f"cookie\t{cookie}\t{cookie}\t{cid}\t{ts[role]}\n")
+            if role == "account":
+                push = f"fcm-{rng.getrandbits(96):024x}"
+                own_device = f"dev-{num:x}-{rng.getrandbits(32):08x}"
+                columns: tuple[str | None, ...] = (SHOPPER_EMAIL, f"+{phone_digits}", push, SHOPPER_POSTAL)
+                orders, ltv, last_order = 14, 218450, anchor - DAY
+                chunk.identifiers += [
+                    f"email\t{SHOPPER_EMAIL}\t{SHOPPER_EMAIL}\t{cid}\t{ts[role]}\n",
+                    f"phone\t+{phone_digits}\t{phone_digits}\t{cid}\t{ts[role]}\n",
+                    f"device\t{own_device}\t{own_device}\t{cid}\t{ts[role]}\n",
+                    f"device\t{device}\t{device}\t{cid}\t{ts['app']}\n",  # the app was installed on it
+                    f"login\tacct-{num}\tacct-{num}\t{cid}\t{ts[role]}\n",
+                ]
+                chunk.consents += [
+                    f"{cid}\tsms\t\topt_in\tcheckout\t{ts[role]}\n",
+                    f"{cid}\temail\tnewsletter\topt_in\tnewsletter_signup\t{ts[role]}\n",
+                ]
+            elif role == "guest":  # the same email and phone, typed at a checkout
+                phone = f"+1 (917) {phone_digits[4:7]}-{phone_digits[7:]}"
+                columns = ("Maya.Brooks@Example.com", phone, None, None)
+                orders, ltv, last_order = 1, 6499, created["guest"]
+                chunk.identifiers += [
+                    f"email\t{SHOPPER_EMAIL}\t{SHOPPER_EMAIL}\t{cid}\t{ts[role]}\n",
+                    f"phone\t{phone}\t{phone_digits}\t{cid}\t{ts[role]}\n",
+                ]
+            else:  # the app: a push token and the device it shares with the account
+                columns = (None, None, f"fcm-{rng.getrandbits(96):024x}", None)
+                orders, ltv, last_order = 0, 0, None
+                chunk.identifiers.append(f"device\t{device}\t{device}\t{cid}\t{ts[role]}\n")
+            tier = _TIERS[min(3, (orders - 1) // 4)] if orders else "none"
+            attrs = (
+                f'{{"loyalty_tier": "{tier}", "lifetime_value": {_money(ltv)}, "orders_count": {orders}, '
+                f'"signup_date": "{fmt.day(created[role])}", "preferred_category": "home"'
+                + (f', "last_order_date": "{fmt.day(last_order)}"' if last_order is not None else "")
+                + (', "newsletter": true}' if role == "account" else "}")
+            )
+            email, phone_col, push_col, postal = columns
+            tz = NULL if role == "guest" else SHOPPER_TIMEZONE
+            chunk.customers.append(
+                f"{cid}\t{email or NULL}\t{phone_col or NULL}\t{push_col or NULL}\t{postal or NULL}"
+                f"\t{SHOPPER_FIRST}\t{SHOPPER_LAST}\t{tz}\t{attrs}\t{ts[role]}\t{ts[role]}\n"
+            )
+
+    def add(self, i: int, chunk: _CustomerChunk) -> None:
+        """Append profile ``i``'s rows to ``chunk``."""
+        mine = self.rows[i]
+        chunk.customers += mine.customers
+        chunk.identifiers += mine.identifiers
+        chunk.consents += mine.consents
+
+
+class _ShopperDay:
+    """Her events of one generator day (:data:`SHOPPER_DAY`), from a stream of their own
+    (``…:shopper:{day}``); the events generated for her profiles are left out."""
+
+    def __init__(self, gen: _DayGenerator) -> None:
+        self.gen = gen
+        roles = _shopper_profiles(gen.world, gen.seed)
+        self.cids = {role: gen.world.ids[i] for i, role in roles.items()}
+        self.prefixes = tuple(f"{cid}\t" for cid in self.cids.values())
+
+    def without_hers(self, lines: Iterator[str]) -> Iterator[str]:
+        """``lines`` but those of her profiles (uncounted again)."""
+        if not self.prefixes:
+            yield from lines
+            return
+        for line in lines:
+            if line.startswith(self.prefixes):
+                self.gen.counts[line.split("\t", 2)[1]] -= 1
+            else:
+                yield line
+
+    def pools(self) -> tuple[list[_Product], list[_Product], list[_Product], list[_Product]]:
+        """Products she browses and follows (home), puts in carts (apparel over $25), buys (beauty), and
+        those she follows whose price drops by at least 12%."""
+        by_cat = self.gen.world.products_by_cat
+        home = by_cat[CATEGORIES.index("home")][:8]
+        carts = [p for p in by_cat[CATEGORIES.index("apparel")] if p.price_cents >= 2500][:8]
+        buys = by_cat[CATEGORIES.index("beauty")][:6]
+        drops = [p for p in home if 100 * _cents(p.drop_segment.rsplit("\t", 1)[1]) <= 88 * p.price_cents]
+        return home, carts, buys, drops or home
+
+    def events(self, full: bool) -> Iterator[str]:
+        """Her day's events in the window (without ``full``: only the reviews due from its order)."""
+        if not self.cids:
+            return
+        gen = self.gen
+        r = random.Random(f"baton-seed:{gen.seed}:shopper:{gen.day}").random
+        home, carts, buys, drops = self.pools()
+        for hour, role, action in SHOPPER_DAY:  # every value drawn, whatever is kept
+            cid = self.cids[role]
+            t = gen.base + hour * 3600 + 300 + int(r() * 2400)
+            if action == "cart":
+                prod = carts[int(r() * len(carts))]
+                money = _money(prod.price_cents)
+                lines = [
+                    ("product_view", t, f"{prod.segment}\t\\N\t\\N\t\\N"),
+                    ("add_to_cart", t + 100, f"{prod.segment}\t{money}\t\\N\t\\N"),
+                    ("cart_abandoned", t + 3600 + int(r() * 600), f"{prod.segment}\t{money}\t\\N\t\\N"),
+                ]
+            elif action == "browse":
+                first, second = home[int(r() * len(home))], home[int(r() * len(home))]
+                lines = [("browse", t, "\\N\t\\N\thome\t\\N\t\\N\t\\N\t\\N")]
+                for k, prod in enumerate((first, second, first), start=1):
+                    lines.append(("product_view", t + 90 * k, f"{prod.segment}\t\\N\t\\N\t\\N"))
+            elif action == "stock":
+                prod = home[int(r() * len(home))]
+                lines = [("back_in_stock", t, f"{prod.segment}\t\\N\t\\N\t\\N")]
+            elif action == "drop":
+                prod = drops[int(r() * len(drops))]
+                lines = [("price_drop", t, f"{prod.drop_segment}\t\\N\t\\N\t{prod.drop_props}")]
+            else:  # buy
+                prod = buys[int(r() * len(buys))]
+                money, order_id = _money(prod.price_cents), f"o{gen.day}-s{min(self.cids.values())}"
+                due = t + SHOPPER_REVIEW_DAYS * DAY + 3600
+                lines = [
+                    ("product_view", t, f"{prod.segment}\t\\N\t\\N\t\\N"),
+                    ("add_to_cart", t + 120, f"{prod.segment}\t{money}\t\\N\t\\N"),
+                    ("purchase", t + 360, f'{prod.segment}\t{money}\t{order_id}\t{{"items": 1}}'),
+                    ("review_due", due, f"{prod.segment}\t\\N\t{order_id}\t\\N"),
+                ]
+            for kind, at, rest in lines:
+                if (full or kind == "review_due") and gen.counted(kind, at):
+                    yield f"{cid}\t{kind}\t{gen.ts(at)}\t{rest}\n"
+
+
+def _cents(money: str) -> int:
+    whole, _, cents = money.partition(".")
+    return int(whole) * 100 + int(cents or 0)
 
 
 # ------------------------------------------------------------------------------ writing
