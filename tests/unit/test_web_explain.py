@@ -123,6 +123,21 @@ def test_capped_counts_as_the_engine_counts() -> None:
     )
 
 
+def test_capped_counts_the_messages_of_the_decisions_person_only() -> None:
+    """A profile linked to the person later: its earlier messages went to another person then."""
+    history = [
+        msg("weekly_newsletter", 6),
+        ex.HistoryMessage(
+            T - timedelta(hours=4), "c2", "price_drop", "email", ("promo",), True, "sent", None, "c2"
+        ),
+        ex.HistoryMessage(T - timedelta(hours=3), "c3", "win_back", "email", (), True, "sent", None, "c1"),
+    ]
+    text = ex.explain(decision("capped", "review_request", reason="daily_total"), facts(history=history))
+    assert (
+        text == "capped by daily_total: 2 of 2 already used by weekly_newsletter (09:00) and win_back (12:00)"
+    )
+
+
 def test_capped_by_a_channel_cap_and_a_tag_period_cap() -> None:
     history = [msg("weekly_newsletter", h) for h in (10, 30, 50, 70, 90)] + [
         msg("price_drop", 2, channel="sms")

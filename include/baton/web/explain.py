@@ -16,7 +16,8 @@ message that failed later still counted then) and unless its campaign does not c
 ``campaign_frequency``, which counts every message of its campaign.  The room used is the
 person's counting messages decided in the window ``(T − window, T)`` (or from the start of the
 local period), plus the messages selected earlier in the same cycle's walk (higher in the
-person's ranking).  Control groups are SPEC §3's SHA-256 buckets of the ``person_id``.
+person's ranking).  The person's messages are those of the person's profiles that were recorded for
+the decision's person (``person_id`` as of each message's cycle).  Control groups are SPEC §3's SHA-256 buckets of the ``person_id``.
 
 Times are shown in UTC (``09:00``; with the date when it is not the decision's day), local
 times where the rule is local (quiet hours, calendar periods).
@@ -105,6 +106,7 @@ class HistoryMessage:
     counts_toward_caps: bool
     status: str
     updated_at: datetime | None = None
+    person_id: str | None = None  # the person it went to, as of its cycle (None: not recorded)
 
     def counting_at(self, at: datetime) -> bool:
         """Whether the message counted when a cycle read the history at *at* (wall-clock time): its status
@@ -284,6 +286,8 @@ def cap_usage(
         in_range = (m.cycle_at >= start if included else m.cycle_at > start) and m.cycle_at < at
         if not in_range or not m.counting_at(decision.history_read_at):
             continue
+        if m.person_id is not None and decision.person_id is not None and m.person_id != decision.person_id:
+            continue  # then a message of another person (the profiles were linked later)
         if of_campaign is None and not m.counts_toward_caps:
             continue
         if cap_applies(cap, m.campaign_id, m.channel, m.tags, of_campaign=of_campaign):

@@ -732,7 +732,7 @@ def _history(
     rows = _rows(
         tx,
         "select m.cycle_at, m.customer_id, m.campaign_id, m.channel, m.tags, m.counts_toward_caps, m.status,"
-        " m.updated_at from cycles c cross join lateral (select * from messages m where m.cycle_at = c.cycle_at"
+        " m.updated_at, m.person_id from cycles c cross join lateral (select * from messages m where m.cycle_at = c.cycle_at"
         " and m.customer_id = any(%(m)s)) m where c.cycle_at >= %(lo)s and c.cycle_at < %(hi)s"
         " and c.status = 'decided'",
         {"m": members, "lo": lo, "hi": hi},
@@ -747,6 +747,7 @@ def _history(
             counts_toward_caps=bool(r["counts_toward_caps"]),
             status=r["status"],
             updated_at=r["updated_at"],
+            person_id=r["person_id"],
         )
         for r in rows
     ]
