@@ -112,7 +112,7 @@ from baton.identity.normalize import (
     is_blocked,
     normalize,
 )
-from baton.spec import Channel
+from baton.spec import Campaign, Channel
 
 CAMPAIGN_FREQUENCY = "campaign_frequency"
 
@@ -479,41 +479,24 @@ def _checks_1_to_8(
         alt.outcome = "unreachable"
         return
     # 4 suppressed
-    mine = normalise_address(address, is_email)
-    for sup in scenario.suppressions:
-        if sup.channel == channel and normalise_address(sup.address, is_email) == mine:
-            alt.outcome = "suppressed"
-            return
+    if _suppressed(scenario, channel, address, is_email):
+        alt.outcome = "suppressed"
+        return
     if not marketing:
         alt.send_at = T
         return
     # 5 no_consent: an opt-out of any of the person's profiles; an opt-in of the address's owner.
-    topic = campaign_topic(campaign)
-    profile_ids = {p.customer_id for p in person.profiles}
-    relevant = [
-        c
-        for c in scenario.consents
-        if c.customer_id in profile_ids and c.channel == channel and c.topic in ("", topic)
-    ]
-    if any(c.status == "opt_out" for c in relevant):
+    if _no_consent(scenario, campaign, channel, person, owner):
         alt.outcome = "no_consent"
         return
-    if _s(policy.channel(Channel(channel)).consent) == "opt_in" and not any(
-        c.status == "opt_in" and c.customer_id == owner.customer_id for c in relevant
-    ):
-        alt.outcome = "no_consent"
-        return
-    # 6 quiet_hours, in the person's zone
+    # 6 quiet_hours, in the person's zone: sent when they end, unless the candidate expires first
     send_at = T
-    qh = _quiet_hours_of(policy, channel)
-    if qh is not None:
-        quiet, quiet_end = quiet_state(T, person.zone, qh[0], qh[1])
-        if quiet:
-            assert quiet_end is not None
-            if row.expires_at is not None and quiet_end > row.expires_at:
-                alt.outcome = "quiet_hours"
-                return
-            send_at = quiet_end
+    quiet_end = _quiet_hours_end(policy, channel, T, person.zone)
+    if quiet_end is not None:
+        if row.expires_at is not None and quiet_end > row.expires_at:
+            alt.outcome = "quiet_hours"
+            return
+        send_at = quiet_end
     # 7 holdout_global, by person_id
     if in_global_control(str(policy.holdout_salt), person.person_id, policy.global_control_percent):
         alt.outcome = "holdout_global"
@@ -523,6 +506,46 @@ def _checks_1_to_8(
         alt.outcome = "holdout_campaign"
         return
     alt.send_at = send_at
+
+
+def _suppressed(scenario: Scenario, channel: str, address: str, is_email: bool) -> bool:
+    """Check 4: the address is on the channel's suppression list (compared normalised)."""
+    mine = normalise_address(address, is_email)
+    return any(
+        sup.channel == channel and normalise_address(sup.address, is_email) == mine
+        for sup in scenario.suppressions
+    )
+
+
+def _no_consent(
+    scenario: Scenario, campaign: Campaign, channel: str, person: Person, owner: CustomerRow
+) -> bool:
+    """Check 5: an opt-out (channel-wide or of the campaign's topic) of any of the person's profiles,
+    or, on an opt_in channel, no opt-in of the profile whose address is used."""
+    topic = campaign_topic(campaign)
+    profile_ids = {p.customer_id for p in person.profiles}
+    relevant = [
+        c
+        for c in scenario.consents
+        if c.customer_id in profile_ids and c.channel == channel and c.topic in ("", topic)
+    ]
+    if any(c.status == "opt_out" for c in relevant):
+        return True
+    return _s(scenario.policy.channel(Channel(channel)).consent) == "opt_in" and not any(
+        c.status == "opt_in" and c.customer_id == owner.customer_id for c in relevant
+    )
+
+
+def _quiet_hours_end(policy: object, channel: str, T: datetime, zone: ZoneInfo) -> datetime | None:
+    """Check 6: the end of the channel's quiet hours in ``zone`` when T lies in them, else None."""
+    qh = _quiet_hours_of(policy, channel)
+    if qh is None:
+        return None
+    quiet, quiet_end = quiet_state(T, zone, qh[0], qh[1])
+    if not quiet:
+        return None
+    assert quiet_end is not None
+    return quiet_end
 
 
 def _quiet_hours_of(policy: object, channel: str) -> tuple[time, time] | None:
@@ -693,32 +716,8 @@ def check_invariants(s: Scenario, T: datetime, decisions: list[Decision]) -> Non
     assert {str(d.outcome) for d in decisions} <= set(OUTCOMES)
     customers = {c.customer_id for c in s.customers}
     identity = resolve_persons(s, T)
-    policy = s.policy
     for d in decisions:
-        campaign = s.campaigns[d.campaign_id]
-        outcome = str(d.outcome)
-        if outcome == "selected":
-            assert d.send_at is not None and d.send_at >= T, d
-            if not is_marketing(campaign):
-                assert d.send_at == T, d
-        else:
-            assert d.send_at is None, d
-        if outcome == "capped":
-            assert is_marketing(campaign), d
-            assert d.reason in {r.name for r in caps_for(s, d.campaign_id)}, d
-        if d.customer_id not in customers:
-            assert outcome == "unknown_customer", d
-            assert d.person_id is None, d
-        else:
-            assert outcome != "unknown_customer", d
-            # person_id: a profile of the person, the smallest id of them (byte order)
-            assert d.person_id == identity.person_of[d.customer_id], d
-            assert d.person_id in customers and _by_bytes(d.person_id) <= _by_bytes(d.customer_id), d
-        # The global control group gets no marketing at all.
-        if outcome == "selected" and is_marketing(campaign) and d.person_id is not None:
-            assert not in_global_control(
-                str(policy.holdout_salt), d.person_id, policy.global_control_percent
-            ), d
+        _check_decision(s, T, d, customers, identity.person_of)
 
     # One candidate row per (person, campaign): all its decisions come from one profile.
     row_of: dict[tuple[str, str], str] = {}
@@ -733,8 +732,41 @@ def check_invariants(s: Scenario, T: datetime, decisions: list[Decision]) -> Non
     per_campaign = [(d.person_id or d.customer_id, d.campaign_id) for d in selected]
     assert len(per_campaign) == len(set(per_campaign))
 
-    # No person exceeds a cap: when the cap let a marketing message through, the person's
-    # counting history plus the counting marketing messages selected now fit in the limit.
+    _check_caps(s, T, selected)
+
+
+def _check_decision(
+    s: Scenario, T: datetime, d: Decision, customers: set[str], person_of: dict[str, str]
+) -> None:
+    """The properties of one decision on its own: send_at, cap names, person_id, the global control group."""
+    campaign = s.campaigns[d.campaign_id]
+    outcome = str(d.outcome)
+    if outcome == "selected":
+        assert d.send_at is not None and d.send_at >= T, d
+        if not is_marketing(campaign):
+            assert d.send_at == T, d
+    else:
+        assert d.send_at is None, d
+    if outcome == "capped":
+        assert is_marketing(campaign), d
+        assert d.reason in {r.name for r in caps_for(s, d.campaign_id)}, d
+    if d.customer_id not in customers:
+        assert outcome == "unknown_customer", d
+        assert d.person_id is None, d
+    else:
+        assert outcome != "unknown_customer", d
+        # person_id: a profile of the person, the smallest id of them (byte order)
+        assert d.person_id == person_of[d.customer_id], d
+        assert d.person_id in customers and _by_bytes(d.person_id) <= _by_bytes(d.customer_id), d
+    # The global control group gets no marketing at all.
+    if outcome == "selected" and is_marketing(campaign) and d.person_id is not None:
+        policy = s.policy
+        assert not in_global_control(str(policy.holdout_salt), d.person_id, policy.global_control_percent), d
+
+
+def _check_caps(s: Scenario, T: datetime, selected: list[Decision]) -> None:
+    """No person exceeds a cap: when the cap let a marketing message through, the person's
+    counting history plus the counting marketing messages selected now fit in the limit."""
     rules: dict[str, list[CapRule]] = {cid: caps_for(s, cid) for cid in s.campaigns}
     for person_id in {d.person_id for d in selected if d.person_id is not None}:
         mine = [d for d in selected if d.person_id == person_id and is_marketing(s.campaigns[d.campaign_id])]

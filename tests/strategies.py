@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -427,9 +428,6 @@ def _rows(
     unknown one now and then), added to ``parts``.  With ``persons``, history on a period
     boundary is also put in the zone of another profile (a person's zone may be another
     profile's)."""
-    T, policy, campaigns = parts.T, parts.policy, parts.campaigns
-    ids = [c["id"] for c in campaigns]
-    by_id = {c["id"]: c for c in campaigns}
     people = customer_ids + [UNKNOWN_CUSTOMER]
 
     def someone() -> str:
@@ -440,9 +438,24 @@ def _rows(
             else draw(st.sampled_from(customer_ids))
         )
 
+    _candidates(draw, parts, someone, scores, max_candidates)
+    _consents(draw, parts, someone)
+    _suppressions(draw, parts)
+    _history(draw, parts, someone, persons)
+
+
+def _candidates(
+    draw: st.DrawFn,
+    parts: ScenarioParts,
+    someone: Callable[[], str],
+    scores: list[float],
+    max_candidates: int,
+) -> None:
+    """Candidate rows: few people and campaigns, so duplicates of (campaign, person) come by themselves."""
+    ids = [c["id"] for c in parts.campaigns]
+    by_id = {c["id"]: c for c in parts.campaigns}
     for seq in range(draw(st.integers(1, max_candidates))):
         campaign = by_id[draw(st.sampled_from(ids))]
-        # Few people and campaigns: duplicates of (campaign, person) come by themselves.
         person = someone()
         channel = draw(st.sampled_from(campaign["channels"])) if draw(st.integers(0, 3)) == 0 else None
         offset = draw(st.sampled_from(EXPIRY_OFFSETS))
@@ -453,12 +466,15 @@ def _rows(
                 customer_id=person,
                 score=draw(st.sampled_from(scores)),
                 channel=channel,
-                expires_at=None if offset is None else T + offset,
+                expires_at=None if offset is None else parts.T + offset,
             )
         )
 
+
+def _consents(draw: st.DrawFn, parts: ScenarioParts, someone: Callable[[], str]) -> None:
+    """Opt-ins and opt-outs, channel-wide or of a topic, at most one per (person, channel, topic)."""
     seen: set[tuple[str, str, str]] = set()
-    topics = sorted({_topic(c) for c in campaigns} | {"other"})
+    topics = sorted({_topic(c) for c in parts.campaigns} | {"other"})
     for _ in range(draw(st.integers(0, 8))):
         key = (
             someone(),
@@ -470,6 +486,9 @@ def _rows(
         seen.add(key)
         parts.consents.append(ConsentRow(*key, status=draw(st.sampled_from(["opt_in", "opt_out"]))))
 
+
+def _suppressions(draw: st.DrawFn, parts: ScenarioParts) -> None:
+    """Suppressed addresses, often the customers' own in another spelling."""
     pools = {
         "email": EMAILS + [c.email for c in parts.customers if c.email],
         "sms": PHONES + [c.phone for c in parts.customers if c.phone],
@@ -484,8 +503,13 @@ def _rows(
             continue
         parts.suppressions.append(SuppressionRow(channel=channel, address=address))
 
-    # History that decides caps: exactly on (or a minute either side of) the start of a
-    # cap's window or of its period in the person's zone, or at some other time.
+
+def _history(draw: st.DrawFn, parts: ScenarioParts, someone: Callable[[], str], persons: bool) -> None:
+    """History that decides caps: exactly on (or a minute either side of) the start of a
+    cap's window or of its period in the person's zone, or at some other time."""
+    policy, campaigns = parts.policy, parts.campaigns
+    ids = [c["id"] for c in campaigns]
+    by_id = {c["id"]: c for c in campaigns}
     cap_dicts = list(policy.get("caps", [])) + [c["frequency"] for c in campaigns if "frequency" in c]
     windows = sorted({WINDOW_DELTAS[c["window"]] for c in cap_dicts if "window" in c})
     periods = sorted({c["period"] for c in cap_dicts if "period" in c})
@@ -498,23 +522,15 @@ def _rows(
         kind = draw(st.sampled_from(["window", "period", "other"]))
         nudge = timedelta(minutes=draw(st.sampled_from([-1, 0, 0, 1])))
         if kind == "window" and windows:
-            decided_at = T - draw(st.sampled_from(windows)) + nudge
+            decided_at = parts.T - draw(st.sampled_from(windows)) + nudge
         elif kind == "period" and periods:
             zone = zone_of.get(customer_id, policy["default_timezone"])
             if persons and draw(st.booleans()):
                 zone = draw(st.sampled_from(zones))
-            decided_at = period_boundary(T, zone, draw(st.sampled_from(periods))) + nudge
+            decided_at = period_boundary(parts.T, zone, draw(st.sampled_from(periods))) + nudge
         else:
-            decided_at = T - draw(st.sampled_from(HISTORY_OFFSETS))
-        if draw(st.integers(0, 3)) == 0:
-            tags = tuple(draw(st.lists(st.sampled_from(TAGS), max_size=2, unique=True)))
-        else:
-            tags = _tags(known) if known is not None else ()
-        counts_choice = draw(st.sampled_from([None, None, True, False]))
-        if counts_choice is None:
-            counts = _counts(known) if known is not None else True
-        else:
-            counts = counts_choice
+            decided_at = parts.T - draw(st.sampled_from(HISTORY_OFFSETS))
+        tags, counts = _history_tags_and_counts(draw, known)
         parts.history.append(
             HistoryRow(
                 customer_id=customer_id,
@@ -527,6 +543,20 @@ def _rows(
                 counts=counts,
             )
         )
+
+
+def _history_tags_and_counts(draw: st.DrawFn, known: dict[str, Any] | None) -> tuple[tuple[str, ...], bool]:
+    """A history row's tags and whether it counts toward caps: mostly its campaign's, sometimes others."""
+    if draw(st.integers(0, 3)) == 0:
+        tags = tuple(draw(st.lists(st.sampled_from(TAGS), max_size=2, unique=True)))
+    else:
+        tags = _tags(known) if known is not None else ()
+    counts_choice = draw(st.sampled_from([None, None, True, False]))
+    if counts_choice is None:
+        counts = _counts(known) if known is not None else True
+    else:
+        counts = counts_choice
+    return tags, counts
 
 
 @st.composite
