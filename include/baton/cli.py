@@ -574,6 +574,7 @@ def preview(
 
 
 def main() -> None:
+    """The ``baton`` command: warnings logged tersely, a BatonError printed as an error (exit 2)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     try:

@@ -92,6 +92,9 @@ def batch_readiness(
 
 @dataclass
 class CycleStart:
+    """What :func:`begin_cycle` found or started: the shards and candidate batches the cycle decides,
+    or that it was already decided, or the other cycles still deciding that block it."""
+
     cycle_at: datetime
     already_decided: bool
     shards: int
@@ -367,6 +370,9 @@ def what_if_unlinked(
 
 @dataclass
 class CommitResult:
+    """What :func:`commit_cycle` published: counts of alternatives, selections, messages and outcomes
+    (``already_decided`` when an earlier run had published the cycle)."""
+
     cycle_at: datetime
     already_decided: bool
     alternatives: int = 0

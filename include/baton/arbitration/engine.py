@@ -99,6 +99,8 @@ def _bucket_sql(key: str) -> str:
 
 @dataclass
 class ShardStats:
+    """What deciding one shard produced: alternatives, outcome counts and the time of each step."""
+
     shard: int
     alternatives: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -141,9 +143,11 @@ class CycleEngine:
 
     # -- helpers ---------------------------------------------------------------------------
     def lit(self, value: Any) -> str:
+        """*value* as a SQL literal for the statements built here."""
         return str(pgsql.Literal(value).as_string(self._raw))
 
     def run(self, statement: str) -> int:
+        """Execute *statement* on the cycle's connection; the number of rows it touched (slow ones logged)."""
         started = time.perf_counter()
         cur = self._raw.execute(statement)
         took = time.perf_counter() - started
@@ -152,6 +156,7 @@ class CycleEngine:
         return int(cur.rowcount or 0)
 
     def scalar(self, statement: str) -> Any:
+        """The first column of the first row of *statement*, or None."""
         row = self._raw.execute(statement).fetchone()
         return None if row is None else row[0]
 
@@ -165,10 +170,13 @@ class CycleEngine:
 
     @property
     def T(self) -> str:  # noqa: N802 - the SPEC's name for the decision time
+        """The decision time as a SQL ``timestamptz`` literal."""
         return f"{self.lit(self.at)}::timestamptz"
 
     # -- configuration as temporary tables -----------------------------------------------------
     def load_config(self) -> None:
+        """The policy and campaigns as temporary tables (channels per position, caps, quiet hours,
+        timezones), once per engine."""
         if self._config_loaded:
             return
         r = self.run
@@ -417,6 +425,7 @@ class CycleEngine:
         return stats
 
     def log_stats(self, stats: ShardStats, shards: int) -> None:
+        """Log a decided shard's outcome counts and step timings."""
         log.info(
             "cycle %s shard %s/%s: %d alternatives -> %s (%s)",
             self.at.isoformat(),

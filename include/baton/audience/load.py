@@ -31,6 +31,9 @@ RESERVED = ("customer_id", "score", "channel")
 
 @dataclass(frozen=True)
 class BatchResult:
+    """What :func:`load_batch` did: the batch written (``row_count`` candidates, ``replaced`` an earlier
+    one), or nothing when the (campaign, cycle) batch was already decided (``row_count`` -1)."""
+
     campaign_id: str
     cycle_at: datetime
     batch_id: int | None
@@ -42,6 +45,7 @@ class BatchResult:
 def audience_context(
     campaign: Campaign, data_interval_start: datetime, data_interval_end: datetime, cycle_at: datetime
 ) -> dict[str, Any]:
+    """The variables an audience query is rendered with: the run's data interval, the cycle, the campaign's params."""
     return {
         "data_interval_start": data_interval_start,
         "data_interval_end": data_interval_end,
@@ -211,6 +215,7 @@ def _insert_sql(query: str, description: Any) -> str:
 
 
 def pgsql_ident(name: str) -> str:
+    """*name* quoted as a PostgreSQL identifier (``%`` doubled for the driver's parameter syntax)."""
     return '"' + name.replace('"', '""').replace("%", "%%") + '"'
 
 

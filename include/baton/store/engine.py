@@ -84,6 +84,7 @@ def baton_home() -> Path:
 
 
 def embedded_dir() -> Path:
+    """The data directory of the embedded PostgreSQL (``.baton/pg``)."""
     return baton_home() / ".baton" / "pg"
 
 
@@ -272,6 +273,7 @@ def get_engine(url: URL | str | None = None, **kwargs: Any) -> Engine:
 
 
 def dispose_engines() -> None:
+    """Close the pools of every cached engine and forget them (e.g. before a test drops its database)."""
     for eng in _engines.values():
         eng.dispose()
     _engines.clear()

@@ -23,6 +23,7 @@ _LOCK_KEY = 0x0BA7_0001
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
+    """An Alembic configuration for the store's migrations (on *engine*'s database when given)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if engine is not None:
@@ -33,10 +34,12 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def head_revision() -> str | None:
+    """The newest migration revision this code ships."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision the store's database is at (None when never migrated)."""
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 

@@ -15,6 +15,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
 class BatchesReadyTrigger(BaseTrigger):
+    """Waits, in the triggerer, for the candidate batches a cycle expects: fires ``ready`` when every
+    expected campaign's batch is in, or ``deadline`` (with what is missing) when the wait ends."""
+
     def __init__(
         self, cycle_at: str, expected: dict[str, str], deadline: str, poll_interval: float = 15.0
     ) -> None:
@@ -25,6 +28,7 @@ class BatchesReadyTrigger(BaseTrigger):
         self.poll_interval = poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The trigger's import path and arguments, to be rebuilt in the triggerer."""
         return (
             "baton.airflow.triggers.BatchesReadyTrigger",
             {
@@ -43,6 +47,7 @@ class BatchesReadyTrigger(BaseTrigger):
         return batch_readiness(store_engine(), datetime.fromisoformat(self.cycle_at), expected)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll the store every ``poll_interval`` seconds until the batches are ready or the deadline passes."""
         deadline = datetime.fromisoformat(self.deadline)
         while True:
             ready, missing = await asyncio.to_thread(self._check)

@@ -82,6 +82,7 @@ class PushAdapter(HttpChannelAdapter):
         self.path = f"/v1/projects/{quote(project, safe='')}/messages:send"
 
     def default_headers(self) -> dict[str, str]:
+        """A static bearer token; with a service account the token is added per request instead."""
         return {} if self.oauth is not None else {"Authorization": f"Bearer {self.token}"}
 
     def _authorization(self) -> dict[str, str]:

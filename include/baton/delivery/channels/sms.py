@@ -76,6 +76,7 @@ class SmsAdapter(HttpChannelAdapter):
         self.path = f"/2010-04-01/Accounts/{quote(self.account_sid, safe='')}/Messages.json"
 
     def default_headers(self) -> dict[str, str]:
+        """HTTP basic authorization with the account SID and auth token."""
         basic = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode("ascii")
         return {"Authorization": f"Basic {basic}"}
 
