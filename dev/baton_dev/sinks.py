@@ -240,6 +240,9 @@ class SmtpSink(_Server):
             return
         for sub in ("tmp", "new", "cur"):
             (self.maildir_path / sub).mkdir(parents=True, exist_ok=True)
+        # aiosmtpd logs every SMTP command at INFO on "mail.log"; once Airflow has configured logging
+        # that reaches the console (thousands of lines in the demo): its warnings and errors are enough
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         kwargs: dict[str, Any] = {
             "hostname": self.host,
             "port": self.port,
