@@ -232,3 +232,71 @@ def test_the_identity_commands(fresh_store: Engine, tmp_path: Path) -> None:
     assert code == 0 and "forgot person acct (2 profile(s))" in text
     code, text = _cli(fresh_store, "identity", "show", "guest")
     assert code == 1 and "no profile" in text
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_incremental_resolve_equals_a_full_one(fresh_store: Engine, seed: int) -> None:
+    """Rounds of random changes — new identifiers (some in other spellings, some over-shared), new
+    profiles, changed emails and phones, exclusions — each followed by an incremental resolve: the
+    persons it stores equal those of a full resolve of the same store, every round."""
+    import random
+
+    rng = random.Random(seed)
+    emails = [f"u{i}@x.com" for i in range(12)]
+    phones = [f"+1 555 {i:04d}" for i in range(8)]
+    logins = [f"login-{i}" for i in range(10)]
+    profiles = [f"p{i:02d}" for i in range(30)]
+    _customers(
+        fresh_store,
+        *[
+            (p, rng.choice([*emails, None]), rng.choice([*phones, None, None]), i)
+            for i, p in enumerate(profiles)
+        ],
+    )
+    resolve(fresh_store, SETTINGS, full=True)
+    for round_ in range(6):
+        with fresh_store.begin() as conn:
+            # everything stored so far is behind the watermarks, as some time after a resolve
+            conn.execute(
+                sa.text(
+                    "update baton_meta set value = value || jsonb_build_object('links_watermark',"
+                    " (now() - interval '1 second')::text, 'persons_watermark', (now() - interval '1 second')::text)"
+                    " where key = 'identity'"
+                )
+            )
+            conn.execute(sa.text("update identifiers set added_at = now() - interval '1 hour'"))
+            conn.execute(sa.text("update customers set updated_at = now() - interval '1 hour'"))
+            conn.execute(sa.text("update identity_exclusions set created_at = now() - interval '1 hour'"))
+        with fresh_store.begin() as conn:
+            for _ in range(rng.randint(1, 6)):
+                value = rng.choice(logins)
+                conn.execute(
+                    sa.text(
+                        "insert into identifiers (customer_id, kind, value, norm, first_seen, source)"
+                        " values (:c, 'login', :v, :v, :t, 'test') on conflict do nothing"
+                    ),
+                    {"c": rng.choice(profiles), "v": value, "t": T0},
+                )
+            if rng.random() < 0.5:
+                new = f"n{round_}"
+                profiles.append(new)
+                conn.execute(
+                    sa.text("insert into customers (customer_id, email, created_at) values (:c, :e, :t)"),
+                    {"c": new, "e": rng.choice(emails).upper(), "t": T0 + timedelta(days=40 + round_)},
+                )
+            if rng.random() < 0.6:
+                conn.execute(
+                    sa.text("update customers set email = :e, phone = :p where customer_id = :c"),
+                    {
+                        "c": rng.choice(profiles),
+                        "e": rng.choice([*emails, None]),
+                        "p": rng.choice([*phones, None]),
+                    },
+                )
+        if rng.random() < 0.3:
+            exclude(fresh_store, "login", rng.choice(logins), reason="test")
+        incremental = resolve(fresh_store, SETTINGS)
+        assert not incremental.full
+        got = _persons(fresh_store)
+        resolve(fresh_store, SETTINGS, full=True)
+        assert got == _persons(fresh_store), f"round {round_}"

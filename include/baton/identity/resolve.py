@@ -136,7 +136,7 @@ def refresh_links(raw: Any, *, since: datetime | None, full: bool = False) -> Re
         stats.link_rows = int(cur.rowcount or 0)
         stats.touched_values = -1
     else:
-        raw.execute("drop table if exists _touched, _changed")
+        raw.execute("drop table if exists _touched, _changed, _holders")
         raw.execute(
             "create temp table _changed as select customer_id from customers"
             " where created_at > %(since)s or updated_at > %(since)s"
@@ -152,21 +152,24 @@ def refresh_links(raw: Any, *, since: datetime | None, full: bool = False) -> Re
         stats.touched_values = int(raw.execute("select count(*) from _touched").fetchone()[0])
         raw.execute("analyze _touched")
         raw.execute("delete from identity_links where (kind, norm) in (select kind, norm from _touched)")
+        raw.execute("create temp table _holders as " + _holders_of_touched())
         cur = raw.execute(
             "insert into identity_links (kind, norm, customer_id, first_seen)"
-            " select o.kind, o.norm, o.customer_id, min(o.first_seen) from (" + _holders_of_touched() + ") o"
-            " where (o.kind, o.norm) in (select kind, norm from (" + _holders_of_touched() + ") s"
+            " select o.kind, o.norm, o.customer_id, min(o.first_seen) from _holders o"
+            " where (o.kind, o.norm) in (select kind, norm from _holders s"
             " group by kind, norm having count(distinct customer_id) > 1)"
             " group by o.kind, o.norm, o.customer_id"
         )
         stats.link_rows = int(cur.rowcount or 0)
-        raw.execute("drop table _touched, _changed")
+        raw.execute("drop table _touched, _changed, _holders")
     stats.seconds = time.perf_counter() - started
     return stats
 
 
 def _holders_of_touched() -> str:
-    """SQL: every observation of a value in ``_touched`` (found through the indexes on the normalised values)."""
+    """SQL: every observation of a value in ``_touched``, found through the indexes on the normalised
+    values: one index probe per touched value (``offset 0`` keeps each lateral subquery a probe — as a
+    join, the planner may misjudge the few touched values and normalise every profile's column)."""
     parts = [
         "select i.customer_id, i.kind, i.norm, i.first_seen from identifiers i"
         " join _touched t on t.kind = i.kind and t.norm = i.norm"
@@ -174,8 +177,9 @@ def _holders_of_touched() -> str:
     for column in PROFILE_COLUMNS:
         norm = norm_sql(column, f"c.{column}")
         parts.append(
-            f"select c.customer_id, '{column}', {norm}, c.created_at from customers c"
-            f" join _touched t on t.kind = '{column}' and t.norm = {norm}"
+            f"select h.customer_id, '{column}', t.norm, h.created_at from _touched t cross join lateral"
+            f" (select c.customer_id, c.created_at from customers c where {norm} = t.norm offset 0) h"
+            f" where t.kind = '{column}'"
         )
     return " union all ".join(parts)
 
@@ -221,11 +225,22 @@ def persons_as_of(
     raw.execute(f"drop table if exists _edges, _vl, _lab, {table}")
     when = "" if at is None else " and l.first_seen <= %(at)s"
     restrict = "" if restrict_to is None else f" and l.customer_id in (select customer_id from {restrict_to})"
+    # restricted: only the values those profiles hold are counted (by all their holders), through the
+    # index on customer_id, instead of grouping every shared value of the store
+    values = ""
+    if restrict_to is not None:
+        raw.execute("drop table if exists _rv")
+        raw.execute(
+            "create temp table _rv as select distinct r.kind, r.norm from identity_links r"
+            f" where r.customer_id in (select customer_id from {restrict_to})"
+        )
+        raw.execute("analyze _rv")
+        values = " and (l.kind, l.norm) in (select kind, norm from _rv)"
     # the links at T: linking kinds, not blocked by the policy, not excluded, held by 2..max profiles at T
     raw.execute(
         "create temp table _edges as select l.customer_id, v.vid from identity_links l join ("
         " select kind, norm, row_number() over () as vid from identity_links l"
-        f" where l.kind = any(%(kinds)s){when}"
+        f" where l.kind = any(%(kinds)s){when}{values}"
         " and not exists (select 1 from unnest(%(bk)s::text[], %(bv)s::text[]) b(kind, v)"
         " where b.kind = l.kind and b.v = lower(l.norm))"
         " and not exists (select 1 from identity_exclusions x where x.kind = l.kind and x.norm = l.norm)"
@@ -272,7 +287,7 @@ def persons_as_of(
     )
     raw.execute(f"create unique index on {table} (customer_id)")
     raw.execute(f"analyze {table}")
-    raw.execute("drop table _edges, _vl, _lab")
+    raw.execute("drop table if exists _edges, _vl, _lab, _rv")
     row = raw.execute(f"select count(*), count(distinct person_id) from {table}").fetchone()
     stats.linked_profiles, stats.persons = int(row[0]), int(row[1])
     stats.seconds = time.perf_counter() - started
