@@ -244,6 +244,25 @@ class CycleRun:
     total: float
 
 
+def identity_steady_state(engine: sa.Engine, policy: Policy) -> None:
+    """The identity as a live store has it when a cycle begins (not timed): resolved, and the shared
+    values refreshed by the previous cycle or resolve — its watermarks a minute ago, instead of a store
+    that was never resolved (whose first cycle refreshes every value in full) or one whose bulk load
+    lies within the refresh's 15-minute lag."""
+    from baton.identity.store import resolve
+
+    resolve(engine, IdentitySettings.of(policy), full=True)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "update baton_meta set value = value || jsonb_build_object('links_watermark',"
+            " (now() - interval '1 minute')::text, 'persons_watermark', (now() - interval '1 minute')::text)"
+            " where key = 'identity'"
+        )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in ("identity_links", "identity_persons"):
+            conn.exec_driver_sql(f"vacuum analyze {table}")
+
+
 def run_cycle(engine: sa.Engine, policy: Policy, campaigns: list[Campaign], shards: int) -> CycleRun:
     """One cycle, timed: load the batches (as many campaigns at a time as shards), decide the shards in
     parallel, commit."""
@@ -348,6 +367,7 @@ def main(
             f"data: {people:,} people, {rows:,} candidate rows from {len(campaigns)} campaigns, "
             f"{hist:,} history messages ({gen_s:.0f}s to generate)"
         )
+        identity_steady_state(engine, policy)
         # the state a live cycle starts from: a checkpoint has just passed (checkpoint_timeout is
         # shorter than the cycle), so the first change to every existing page writes it whole
         # to the WAL; and it makes runs comparable

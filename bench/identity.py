@@ -183,7 +183,7 @@ def bench_arbitration(people: int, shards: int) -> list[tuple[str, str]]:
             if linked:
                 arb.reset_cycle(engine, people)  # the same cycle again, on the same candidates
                 _execute(engine, *overlap_sql(people))
-                resolve(engine, IdentitySettings(), full=True)
+            arb.identity_steady_state(engine, policy)
             run = arb.run_cycle(engine, policy, campaigns, shards)
             rate = candidates / run.total
             rows.append((f"{label}: end to end", f"{run.total:.1f} s = {rate:,.0f} candidates/s"))

@@ -300,3 +300,26 @@ def test_incremental_resolve_equals_a_full_one(fresh_store: Engine, seed: int) -
         got = _persons(fresh_store)
         resolve(fresh_store, SETTINGS, full=True)
         assert got == _persons(fresh_store), f"round {round_}"
+
+
+def test_a_long_chain_is_one_person_named_by_its_earliest_profile(fresh_store: Engine) -> None:
+    """Twelve profiles in a chain (each shares a login with the next), the earliest-created one in the
+    middle and the ranks falling towards both ends: labels need several rounds to travel the chain, and
+    the whole chain — and only it — becomes one person named by the earliest profile."""
+    order = [11, 9, 7, 5, 3, 1, 0, 2, 4, 6, 8, 10]  # days after T0 each profile was created, along the chain
+    _customers(
+        fresh_store, *[(f"k{i:02d}", None, None, d) for i, d in enumerate(order)], ("alone", None, None, 0)
+    )
+    with fresh_store.begin() as conn:
+        for i in range(len(order) - 1):
+            for cid in (f"k{i:02d}", f"k{i + 1:02d}"):
+                conn.execute(
+                    sa.text(
+                        "insert into identifiers (customer_id, kind, value, norm, first_seen, source)"
+                        " values (:c, 'login', :v, :v, :t, 'test')"
+                    ),
+                    {"c": cid, "v": f"link-{i}", "t": T0},
+                )
+    result = resolve(fresh_store, SETTINGS, full=True)
+    assert result.persons.rounds >= 3
+    assert _persons(fresh_store) == {f"k{i:02d}": "k06" for i in range(len(order))}

@@ -222,7 +222,7 @@ def persons_as_of(
         "bk": [k for k, _v in settings.blocked_pairs()],
         "bv": [v for _k, v in settings.blocked_pairs()],
     }
-    raw.execute(f"drop table if exists _edges, _vl, _lab, {table}")
+    raw.execute(f"drop table if exists _edges, _vl, _lab, _lab_next, {table}")
     when = "" if at is None else " and l.first_seen <= %(at)s"
     restrict = "" if restrict_to is None else f" and l.customer_id in (select customer_id from {restrict_to})"
     # restricted: only the values those profiles hold are counted (by all their holders), through the
@@ -253,32 +253,44 @@ def persons_as_of(
     stats.timings["links"] = time.perf_counter() - started
     order = 'c.created_at, p.customer_id collate "C"' if by_creation else 'p.customer_id collate "C"'
     join = " left join customers c on c.customer_id = p.customer_id" if by_creation else ""
+    # each profile starts with its own rank as its label; a round gives every value the smallest label
+    # of its holders and every profile the smallest label of its values, until the holders of every
+    # value share one label — then each person's profiles carry the smallest rank among them (labels
+    # only fall, and are always ranks of the person's own profiles).  A round writes a new table (no
+    # row versions, no index to maintain): much cheaper than updating most rows in place
     raw.execute(
-        "create temp table _lab as select p.customer_id, row_number() over (order by "
+        "create temp table _lab as select customer_id, ord, ord as lab from (select p.customer_id,"
+        " row_number() over (order by "
         + order
-        + ") as ord, 0::bigint as lab from (select distinct customer_id from _edges) p"
+        + ") as ord from (select distinct customer_id from _edges) p"
         + join
+        + ") z"
     )
-    raw.execute("update _lab set lab = ord")
-    raw.execute("create unique index on _lab (customer_id)")
     raw.execute("analyze _lab")
-    changed = 1
-    while changed:
+    unsettled = True
+    while unsettled:
         stats.rounds += 1
         if stats.rounds > MAX_ROUNDS:
             raise RuntimeError("identity resolution did not converge")
-        raw.execute("drop table if exists _vl")
+        raw.execute("drop table if exists _vl, _lab_next")
         raw.execute(
             "create temp table _vl as select e.vid, min(l.lab) as lab from _edges e"
             " join _lab l on l.customer_id = e.customer_id group by e.vid"
         )
-        changed = int(
+        raw.execute(
+            "create temp table _lab_next as select l.customer_id, l.ord, x.lab from _lab l join"
+            " (select e.customer_id, min(v.lab) as lab from _edges e join _vl v on v.vid = e.vid"
+            " group by e.customer_id) x on x.customer_id = l.customer_id"
+        )
+        raw.execute("drop table _lab")
+        raw.execute("alter table _lab_next rename to _lab")
+        raw.execute("analyze _lab")
+        # (a count, not exists(): a fast-start plan for exists() would loop over the unindexed _lab)
+        unsettled = bool(
             raw.execute(
-                "update _lab l set lab = x.lab from (select e.customer_id, min(v.lab) as lab from _edges e"
-                " join _vl v on v.vid = e.vid group by e.customer_id) x"
-                " where x.customer_id = l.customer_id and x.lab < l.lab"
-            ).rowcount
-            or 0
+                "select count(*) from (select e.vid from _edges e join _lab l on l.customer_id = e.customer_id"
+                " group by e.vid having min(l.lab) <> max(l.lab)) u"
+            ).fetchone()[0]
         )
     stats.timings["components"] = time.perf_counter() - started - stats.timings["links"]
     raw.execute(
