@@ -141,7 +141,8 @@ def generate(engine: sa.Engine, people: int, history_per_day: float) -> int:
             from (select g, 'c' || lpad((1 + (g * 7919) % {people})::text, 7, '0') as cid,
                          date_trunc('hour', timestamptz '{T.isoformat()}' - (1 + g % 720) * interval '1 hour') as at,
                          g % 4 as kind
-                  from generate_series(1::bigint, {int(people * history_per_day * 30)}) g) h
+                  -- (person, hour, campaign) repeats after lcm(people, 720) rows: no more than that
+                  from generate_series(1::bigint, least({int(people * history_per_day * 30)}, lcm({people}, 720))) g) h
             join (values (0, 'weekly_newsletter', 'email', '{{newsletter}}'::text[]),
                          (1, 'price_drop', 'push', '{{promo}}'), (2, 'review_request', 'email', '{{review}}'),
                          (3, 'browse_abandonment', 'email', '{{browse}}')) k(kind, id, ch, tags) on k.kind = h.kind""",
@@ -419,7 +420,4 @@ def main(
     finally:
         engine.dispose()
         if not (os.environ.get("BATON_BENCH_KEEP") or reuse):
-            admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-            admin.dispose()
+            store_engine.drop_database(url)
