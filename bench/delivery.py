@@ -125,7 +125,4 @@ def main(messages: int = 3000) -> None:
             servers.stdin.close()
         servers.terminate()
         engine.dispose()
-        admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-        admin.dispose()
+        store_engine.drop_database(url)

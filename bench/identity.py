@@ -41,10 +41,7 @@ def _scratch(prefix: str) -> tuple[sa.Engine, str]:
 
 
 def _drop(name: str) -> None:
-    admin = sa.create_engine(store_engine.server_url().set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-    admin.dispose()
+    store_engine.drop_database(store_engine.server_url().set(database=name))
 
 
 def _execute(engine: sa.Engine, *statements: str) -> None:

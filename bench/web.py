@@ -340,7 +340,4 @@ def main(people: int = 1_000_000, samples: int = 60) -> None:
     finally:
         engine.dispose()
         if not (os.environ.get("BATON_BENCH_KEEP") or reuse):
-            admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-            admin.dispose()
+            store_engine.drop_database(url)

@@ -43,10 +43,7 @@ def _fresh_database(prefix: str, *, migrate: bool = True) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
-        admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-        admin.dispose()
+        store_engine.drop_database(url)
 
 
 @pytest.fixture(scope="session")

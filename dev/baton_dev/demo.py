@@ -276,17 +276,11 @@ HISTORY_TABLES = (
 def forget_earlier_demos(engine: Engine) -> None:
     """After the seed was rebuilt, earlier demos' decisions are about data that is gone: empty the store's
     history of them and drop Airflow's metadata database (their runs), so the day is replayed afresh."""
-    from baton.store.engine import server_url
+    from baton.store.engine import drop_database
 
     with engine.begin() as conn:
         conn.execute(sa.text(f"truncate {', '.join(HISTORY_TABLES)}"))
-    name = make_url(airflow_sql_alchemy_conn()).database
-    admin = sa.create_engine(server_url().set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-    finally:
-        admin.dispose()
+    drop_database(make_url(airflow_sql_alchemy_conn()).set(drivername="postgresql+psycopg"))
     console.print(
         "the seed was rebuilt: the decisions and Airflow runs of earlier demos were about its old data, so they"
         " were cleared"

@@ -8,43 +8,18 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from unittest import mock
 
 import pytest
+
+from parse_guard import guarded_dagbag
 
 pytestmark = pytest.mark.dags
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class ParseTimeAccess(AssertionError):
-    pass
-
-
-def _forbid(*_a: object, **_k: object) -> None:
-    raise ParseTimeAccess("database or connection used at parse time")
-
-
-def _dagbag(folder: Path):  # type: ignore[no-untyped-def]
-    import psycopg
-    import psycopg2
-    import sqlalchemy.engine
-    from airflow.dag_processing.dagbag import DagBag
-
-    with (
-        mock.patch.object(psycopg, "connect", _forbid),
-        mock.patch.object(psycopg2, "connect", _forbid),
-        mock.patch.object(sqlalchemy.engine.Engine, "connect", _forbid),
-        mock.patch.object(sqlalchemy.engine.Engine, "raw_connection", _forbid),
-        mock.patch("airflow.sdk.BaseHook.get_connection", _forbid),
-        mock.patch("airflow.sdk.Variable.get", _forbid),
-        mock.patch("pgserver.get_server", _forbid),
-    ):
-        return DagBag(dag_folder=str(folder), safe_mode=False)
-
-
 def test_project_dags_import_cleanly() -> None:
-    bag = _dagbag(ROOT / "dags")
+    bag = guarded_dagbag(ROOT / "dags")
     assert bag.import_errors == {}
     campaign_files = sorted(p.stem for p in (ROOT / "dags" / "campaigns").glob("*.yaml"))
     assert campaign_files, "the project ships example campaigns"
@@ -70,7 +45,7 @@ def test_project_dags_import_cleanly() -> None:
 
 def test_cycle_dag_shape() -> None:
     """wait → begin → decide (mapped over shards) → commit → deliver_<channel> (mapped, own pool)."""
-    bag = _dagbag(ROOT / "dags")
+    bag = guarded_dagbag(ROOT / "dags")
     dag = bag.dags["baton_arbitration"]
     assert dag.timetable.can_be_scheduled
     ids = set(dag.task_ids)
@@ -98,7 +73,7 @@ def test_invalid_campaign_file_does_not_hide_the_others(tmp_path: Path) -> None:
         "id: broken_promo\nname: Broken\nowner: crm\nschedule: '@hourly'\nstart_date: 2026-01-01\n"
         "priority: high\nchannels: [email]\n"
     )
-    bag = _dagbag(dags)
+    bag = guarded_dagbag(dags)
     assert bag.import_errors == {}
     for path in good:
         assert f"campaign__{path.stem}" in bag.dag_ids or "enabled: false" in path.read_text()

@@ -11,34 +11,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
+
+from parse_guard import guarded_dagbag
 
 pytestmark = pytest.mark.dags
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS = sorted(p.stem for p in (ROOT / "dags" / "campaigns").glob("*.yaml"))
-
-
-def _forbid(*_a: object, **_k: object) -> None:
-    raise AssertionError("database or connection used at parse time")
-
-
-def _dagbag(folder: Path) -> Any:
-    import psycopg
-    import psycopg2
-    import sqlalchemy.engine
-    from airflow.dag_processing.dagbag import DagBag
-
-    with (
-        mock.patch.object(psycopg, "connect", _forbid),
-        mock.patch.object(psycopg2, "connect", _forbid),
-        mock.patch.object(sqlalchemy.engine.Engine, "connect", _forbid),
-        mock.patch("airflow.sdk.BaseHook.get_connection", _forbid),
-        mock.patch("airflow.sdk.Variable.get", _forbid),
-    ):
-        return DagBag(dag_folder=str(folder), safe_mode=False)
 
 
 @pytest.fixture()
@@ -93,7 +74,7 @@ def test_invalid_policy_keeps_every_campaign_dag(dags: Path, how: str) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
     expected = _break(dags / "policy.yaml", how)
-    bag = _dagbag(dags)
+    bag = guarded_dagbag(dags)
     assert bag.import_errors == {}
     _assert_campaign_dags_real(bag, CAMPAIGNS)
     arbitration = bag.dags["baton_arbitration"]
@@ -130,7 +111,7 @@ def test_broken_campaign_entry_is_its_own_placeholder(dags: Path, kind: str) -> 
     else:
         entry.write_bytes(b"")
         expected = f"{entry}:1: (file): the file is empty"
-    bag = _dagbag(dags)
+    bag = guarded_dagbag(dags)
     assert bag.import_errors == {}
     _assert_campaign_dags_real(bag, CAMPAIGNS)
     assert "invalid" not in bag.dags["baton_arbitration"].tags
@@ -148,7 +129,7 @@ def test_campaign_with_unlisted_topic_is_a_placeholder(dags: Path) -> None:
     text = path.read_text()
     assert "topic: promotions" in text
     path.write_text(text.replace("topic: promotions", "topic: promotion", 1))
-    bag = _dagbag(dags)
+    bag = guarded_dagbag(dags)
     assert bag.import_errors == {}
     _assert_campaign_dags_real(bag, [s for s in CAMPAIGNS if s != "win_back"])
     placeholder = bag.dags["campaign__win_back"]

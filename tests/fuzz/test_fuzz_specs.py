@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 import yaml
@@ -45,6 +44,7 @@ from baton.cli import app
 from baton.spec import SpecValidationError, load_policy
 from baton.spec.loader import INTERNAL_ERROR
 from baton.spec.source import UNREADABLE
+from parse_guard import guarded_dagbag
 
 pytestmark = pytest.mark.fuzz
 
@@ -514,29 +514,6 @@ def test_validate_never_fails_badly(dags_copy: Path, example: tuple[str, bytes])
         assert result.exit_code == 0, result.output
 
 
-class _ParseTimeAccess(AssertionError):
-    pass
-
-
-def _forbid(*_a: object, **_k: object) -> None:
-    raise _ParseTimeAccess("database or connection used at parse time")
-
-
-def _dagbag(folder: Path) -> Any:
-    import psycopg
-    import psycopg2
-    import sqlalchemy.engine
-    from airflow.dag_processing.dagbag import DagBag
-
-    with (
-        mock.patch.object(psycopg, "connect", _forbid),
-        mock.patch.object(psycopg2, "connect", _forbid),
-        mock.patch.object(sqlalchemy.engine.Engine, "connect", _forbid),
-        mock.patch("airflow.sdk.BaseHook.get_connection", _forbid),
-    ):
-        return DagBag(dag_folder=str(folder), safe_mode=False)
-
-
 def _policy_topics(path: Path) -> tuple[str, ...] | None:
     try:
         return load_policy(path).topics
@@ -550,7 +527,7 @@ def test_dagbag_keeps_every_other_dag(dags_copy: Path, example: tuple[str, bytes
     target, data = example
     _write(dags_copy, target, data)
     try:
-        bag = _dagbag(dags_copy)
+        bag = guarded_dagbag(dags_copy)
         topics = _policy_topics(dags_copy / "policy.yaml") if target == "policy.yaml" else None
     finally:
         _restore(dags_copy, target)

@@ -142,12 +142,7 @@ def airflow_stack(fresh_store: Engine, tmp_path: Path) -> Iterator[tuple[dict[st
                 os.killpg(p.pid, signal.SIGKILL)
         smtp.stop()
         af_engine.dispose()
-        admin = sa.create_engine(
-            store_engine.server_url().set(database="postgres"), isolation_level="AUTOCOMMIT"
-        )
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'drop database if exists "{af_db}" with (force)')
-        admin.dispose()
+        store_engine.drop_database(store_engine.server_url().set(database=af_db))
 
 
 def _wait(what: str, predicate, timeout: float = 300.0):  # type: ignore[no-untyped-def]

@@ -167,10 +167,7 @@ def _free_port() -> int:
 def _drop_database(name: str) -> None:
     from baton.store import engine as store_engine
 
-    admin = sa.create_engine(store_engine.server_url().set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-    admin.dispose()
+    store_engine.drop_database(store_engine.server_url().set(database=name))
 
 
 def _url(url: URL) -> str:

@@ -245,6 +245,17 @@ def ensure_database(url: URL) -> None:
         admin.dispose()
 
 
+def drop_database(url: URL) -> None:
+    """Drop the database named in ``url`` if it exists, ending the sessions still connected to it."""
+    assert url.database
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'drop database if exists "{url.database}" with (force)')
+    finally:
+        admin.dispose()
+
+
 def libpq_url(url: URL) -> str:
     """*url* as a libpq connection URI (``postgresql://…``, no SQLAlchemy driver), which ``psql``,
     ``pg_dump`` and every libpq client accept; a socket directory stays in ``?host=``."""
