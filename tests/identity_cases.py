@@ -720,6 +720,35 @@ case(
     ],
 )
 
+case(
+    "opt_in_of_one_channel_never_lends_to_another",
+    "Check 5, two opt_in channels: j2 owns the person's push token (j1 has none) and opted in to sms, "
+    "but j1's own phone is used for the sms row, so only j1's sms opt-ins count: no_consent. j3's "
+    "sms opt-in does count for j4's row, which uses j3's phone (j4 has none): selected.",
+    scen(
+        [camp("flash", ("sms",))],
+        [
+            prof("j1", phone="+1555777"),
+            prof("j2", push="tok-j2"),
+            prof("j3", phone="+1555888"),
+            prof("j4", push="tok-j4"),
+        ],
+        [("flash", "j1"), ("flash", "j4")],
+        policy={"channels": {"sms": {"consent": "opt_in"}, "push": {"consent": "opt_in"}}},
+        identifiers=[
+            ident("j1", "login", "l-j12"),
+            ident("j2", "login", "l-j12"),
+            ident("j3", "login", "l-j34"),
+            ident("j4", "login", "l-j34"),
+        ],
+        consents=[ConsentRow("j2", "sms", "", "opt_in"), ConsentRow("j3", "sms", "", "opt_in")],
+    ),
+    [
+        out("j1", "flash", "sms", "no_consent", "j1"),
+        sel("j4", "flash", "sms", "j3"),
+    ],
+)
+
 # -------------------------------------------------------------------------- timezone
 
 T_0630 = datetime(2026, 3, 2, 6, 30, tzinfo=UTC)  # 07:30 Berlin, 12:00 Kolkata, 01:30 New York

@@ -555,12 +555,13 @@ class CycleEngine:
             f" then f.customer_id else pp.{owners[ch]}_o end"
             for ch in opt_in
         )
+        # each owner's opt-ins of its own channel only: the profile that owns the push token must not
+        # lend its SMS opt-in to a phone number of another profile
         ins = (
-            "array(select i from unnest("
-            + " || ".join(f"coalesce(o_{ch}.ins, '{{}}')" for ch in opt_in)
-            + ") i where "
-            + " or ".join(f"starts_with(i, {self.lit(ch + chr(31))})" for ch in opt_in)
-            + ")"
+            " || ".join(
+                f"array(select i from unnest(o_{ch}.ins) i where starts_with(i, {self.lit(ch + chr(31))}))"
+                for ch in opt_in
+            )
             if opt_in
             else "null::text[]"
         )
