@@ -130,6 +130,34 @@ def test_changes_from_another_origin_are_refused(airflow_app: Any) -> None:
     assert resp.status_code == 403  # no Origin or Referer at all
 
 
+def test_a_test_send_needs_the_permission_to_run_the_campaign_dag(
+    airflow_app: Any, fresh_store: Engine
+) -> None:
+    """Seeing the Marketing view is not enough to send anything: a Viewer (who may not trigger the
+    campaign's DAG) is refused before anything is rendered, stored or sent; a User gets past it."""
+    client = TestClient(airflow_app)
+    form = {"channel": "email", "addresses": "qa@example.com"}
+    seen = {}
+    for role in ("viewer", "user", "admin"):
+        resp = client.post(
+            "/marketing/campaigns/weekly_newsletter/test-send",
+            data=form,
+            headers={
+                "Authorization": f"Bearer {_token(role)}",
+                "Origin": "http://testserver",
+                "accept": "text/html",
+            },
+            follow_redirects=False,
+        )
+        seen[role] = resp.status_code
+        if role == "viewer":
+            assert "may see the Marketing view but not run the DAG of campaign" in resp.text
+            with fresh_store.connect() as conn:
+                assert conn.exec_driver_sql("select count(*) from test_sends").scalar() == 0
+    assert seen["viewer"] == 403
+    assert seen["user"] != 403 and seen["admin"] != 403, seen
+
+
 def test_the_plugin_adds_the_marketing_nav_entry_and_mounts_the_app() -> None:
     import importlib.util
 

@@ -67,7 +67,7 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpSink]:
 def api_server(
     store: WebStore, smtp: SmtpSink, airflow_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """A real ``airflow api-server`` with this repository's plugin and dags, the store, one viewer user."""
+    """A real ``airflow api-server`` with this repository's plugin and dags, the store, one user (role User: it may test-send)."""
     home = tmp_path_factory.mktemp("airflow")
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({USER: PASSWORD}))
@@ -80,7 +80,7 @@ def api_server(
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:user",  # may trigger DAGs: test sends
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__API__PORT": str(port),

@@ -223,7 +223,7 @@ def test_a_test_send_from_the_page(store: WebStore, smtp: SmtpSink, monkeypatch:
     monkeypatch.setenv("BATON_TEST_SEND_DOMAINS", "example.com")
 
     async def auth(request: Request) -> WebUser:
-        return WebUser("ops-lead")
+        return WebUser("ops-lead", may_run_campaign=lambda campaign_id: campaign_id == "abandoned_cart")
 
     def connection(conn_id: str) -> ConnectionInfo:
         assert conn_id == "baton_smtp"  # the policy's email connection
@@ -272,6 +272,18 @@ def test_a_test_send_from_the_page(store: WebStore, smtp: SmtpSink, monkeypatch:
     )
     assert refused.status_code == 400 and "not on the test-send allow-list" in refused.text
     assert smtp.received == 1
+    # a campaign whose DAG this user may not run: refused before anything is rendered, stored or sent
+    sends = q(store, "select count(*) from test_sends")[0][0]
+    forbidden = client.post(
+        "/marketing/campaigns/weekly_newsletter/test-send",
+        data={"channel": "email", "addresses": "ops@example.com"},
+        headers={"Origin": "http://testserver", "accept": "text/html"},
+    )
+    assert forbidden.status_code == 403
+    assert "not run the DAG of campaign &#39;weekly_newsletter&#39;" in forbidden.text
+    assert q(store, "select count(*) from test_sends")[0][0] == sends and smtp.received == 1
+    page = client.get("/marketing/campaigns/weekly_newsletter", headers={"accept": "text/html"})
+    assert 'id="test-send-not-allowed"' in page.text and 'id="test-send-form"' not in page.text
 
 
 def test_test_sends_only_on_channels_that_deliver_to_an_address(

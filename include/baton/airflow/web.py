@@ -4,7 +4,8 @@
   ``Authorization: Bearer`` header, else the ``_token`` cookie the Airflow UI sets; 401 without a
   valid one), then asks the configured auth manager ``is_authorized_custom_view(method,
   resource_name="Marketing", user)`` (403 when refused).  Plugin FastAPI apps are not behind the
-  auth manager by default: the app applies this to every route that is not public.
+  auth manager by default: the app applies this to every route that is not public.  A test send
+  also needs the permission to trigger the campaign's DAG (``is_authorized_dag(POST, RUN)``).
 * **The store** — ``baton_db`` or ``BATON_DATABASE_URL`` (:func:`baton.airflow.hooks.store.store_engine`),
   read at request time, never at import.
 * **The dags folder** — ``[core] dags_folder`` (``AIRFLOW__CORE__DAGS_FOLDER``).
@@ -42,9 +43,26 @@ async def authenticate(request: Any) -> WebUser:
         "DELETE": "DELETE",
     }
     method = methods.get(request.method, "GET")
-    if not get_auth_manager().is_authorized_custom_view(method=method, resource_name=RESOURCE, user=user):
+    manager = get_auth_manager()
+    if not manager.is_authorized_custom_view(method=method, resource_name=RESOURCE, user=user):
         raise HTTPException(403, f"{user.get_name()} may not use the {RESOURCE} view")
-    return WebUser(str(user.get_name()))
+
+    def may_run_campaign(campaign_id: str) -> bool:
+        # a test send acts on a campaign: the same permission as triggering the campaign's DAG
+        from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+        from baton.airflow.dags.campaigns import dag_id_for
+
+        return bool(
+            manager.is_authorized_dag(
+                method="POST",
+                access_entity=DagAccessEntity.RUN,
+                details=DagDetails(id=dag_id_for(campaign_id)),
+                user=user,
+            )
+        )
+
+    return WebUser(str(user.get_name()), may_run_campaign=may_run_campaign)
 
 
 def dags_folder() -> Path:

@@ -58,11 +58,19 @@ PUBLIC_PATHS = frozenset({("GET", "/unsubscribe/{token}"), ("POST", "/unsubscrib
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+def _may_not(campaign_id: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class WebUser:
-    """Who is looking (for the record of test sends)."""
+    """Who is looking (for the record of test sends), and whether they may act on a campaign.
+
+    *may_run_campaign*: may this user run the campaign's DAG (then they may test-send its preview)?
+    Seeing the Marketing view is not enough to send anything; the default answers no."""
 
     name: str
+    may_run_campaign: Callable[[str], bool] = _may_not
 
 
 class AirflowInfo(Protocol):
@@ -509,6 +517,7 @@ def campaign_page(request: Request, campaign_id: str, customer: str = "") -> HTM
         customer=customer,
         runs_af=_airflow_runs(request, f"campaign__{campaign_id}"),
         allow={ch: pv.allow_list(ch) for ch in pv.SENDABLE},
+        may_send=request.state.baton_user.may_run_campaign(campaign_id),
         sent=request.query_params.get("sent"),
     )
 
@@ -555,6 +564,17 @@ def test_send(
     services = _services(request)
     user: WebUser = request.state.baton_user
     back = f"{_base(request)}/campaigns/{quote(campaign_id, safe='')}"
+    if not user.may_run_campaign(campaign_id):
+        return _page(
+            request,
+            "error.html",
+            status=403,
+            title="Test send refused",
+            message=f"{user.name} may see the Marketing view but not run the DAG of campaign {campaign_id!r}: "
+            "a test send needs the permission to trigger that DAG (the role User or above with Airflow's "
+            "simple auth manager; with FAB, 'can create' on the DAG's runs)",
+            back=back,
+        )
     try:
         shown = pv.preview(services.engine(), d, campaign_id, customer or None, timeout_s=5)
         if services.connection is None:
