@@ -247,11 +247,21 @@ class CycleRun:
 
 def identity_steady_state(engine: sa.Engine, policy: Policy) -> None:
     """The identity as a live store has it when a cycle begins (not timed): resolved, and the shared
-    values refreshed by the previous cycle or resolve — its watermarks a minute ago, instead of a store
-    that was never resolved (whose first cycle refreshes every value in full) or one whose bulk load
-    lies within the refresh's 15-minute lag."""
+    values refreshed by the previous cycle or resolve — its watermarks a minute ago and the bulk load an
+    hour ago, instead of a store that was never resolved (whose first cycle refreshes every value in
+    full) or one whose bulk load lies within the refresh's 15-minute lag."""
     from baton.identity.store import resolve
 
+    with engine.begin() as conn:
+        # what the bulk load stored lies an hour back, behind the watermarks (every profile moved alike)
+        recent = "> now() - interval '1 hour'"
+        conn.exec_driver_sql(
+            f"update identifiers set added_at = added_at - interval '1 hour' where added_at {recent}"
+        )
+        conn.exec_driver_sql(
+            "update customers set created_at = created_at - interval '1 hour',"
+            f" updated_at = updated_at - interval '1 hour' where created_at {recent} or updated_at {recent}"
+        )
     resolve(engine, IdentitySettings.of(policy), full=True)
     with engine.begin() as conn:
         conn.exec_driver_sql(
@@ -260,7 +270,7 @@ def identity_steady_state(engine: sa.Engine, policy: Policy) -> None:
             " where key = 'identity'"
         )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in ("identity_links", "identity_persons"):
+        for table in ("identity_links", "identity_persons", "identifiers", "customers"):
             conn.exec_driver_sql(f"vacuum analyze {table}")
 
 

@@ -4,24 +4,29 @@
    phones, cookies, devices, logins; about one person in eight has two to four profiles; junk values
    and over-shared values), resolved in full, then 10,000 new identifiers resolved incrementally.
 2. **Arbitration with identity**: the arbitration benchmark's cycle (bench/arbitration.py: 1M people,
-   5M+ candidate rows, four caps, quiet hours, holdouts) decided twice in the same run on the same
-   candidates — first with no profile linked to another, then with a third of the profiles linked
-   into persons of two to four profiles — and the throughputs compared (target: with identity at
-   least 80% of without).
+   5M+ candidate rows, four caps, quiet hours, holdouts) decided three times in the same run on the
+   same candidates — with no profile linked to another; with a third of the profiles linked into
+   persons of two to four profiles (the cycle takes its persons from the current ones); and linked,
+   with the persons computed as of T in full (how cycles found them before) — and the throughputs
+   compared (target: with identity at least 80% of without).
 
 Data is generated in SQL and not timed.  ``BATON_BENCH_DB`` keeps and reuses the arbitration data.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 import uuid
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
+from baton.identity import store as identity_store
 from baton.identity.resolve import IdentitySettings
 from baton.identity.store import resolve
 from baton.store import engine as store_engine
@@ -155,6 +160,30 @@ def bench_resolve(people: int) -> list[tuple[str, str]]:
     return rows
 
 
+@contextlib.contextmanager
+def _persons_log() -> Iterator[list[str]]:
+    """What ``cycle_persons`` logged about how the cycle found its persons."""
+    found: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            if text.startswith("identity as of"):
+                found.append(text.split("(", 1)[-1].split(";")[0])
+
+    logger = logging.getLogger("baton.identity.store")
+    handler, level, propagate = Keep(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def bench_arbitration(people: int, shards: int) -> list[tuple[str, str]]:
     """The arbitration benchmark's cycle without and with linked profiles, on the same candidates."""
     from bench import arbitration as arb
@@ -176,25 +205,44 @@ def bench_arbitration(people: int, shards: int) -> list[tuple[str, str]]:
             with engine.begin() as conn:
                 conn.exec_driver_sql("truncate identifiers, identity_links, identity_persons, cycle_persons")
                 conn.exec_driver_sql("delete from baton_meta where key = 'identity'")
-        for label, linked in (("without identity", False), ("with identity", True)):
+        rates: dict[str, float] = {}
+        runs = (
+            ("without identity", False, True),
+            ("with identity", True, True),
+            ("with identity, persons computed as of T in full", True, False),
+        )
+        for label, linked, current in runs:
             if linked:
                 arb.reset_cycle(engine, people)  # the same cycle again, on the same candidates
-                _execute(engine, *overlap_sql(people))
+                if "with identity" not in rates:
+                    _execute(engine, *overlap_sql(people))
             arb.identity_steady_state(engine, policy)
-            run = arb.run_cycle(engine, policy, campaigns, shards)
-            rate = candidates / run.total
-            rows.append((f"{label}: end to end", f"{run.total:.1f} s = {rate:,.0f} candidates/s"))
+            # without reuse: every cycle found its persons so before it took the current ones
+            limits = (identity_store.REUSE_LIMIT, identity_store.REUSE_MIN)
+            if not current:
+                identity_store.REUSE_LIMIT, identity_store.REUSE_MIN = -1.0, -1
+            try:
+                with _persons_log() as found:
+                    run = arb.run_cycle(engine, policy, campaigns, shards)
+            finally:
+                identity_store.REUSE_LIMIT, identity_store.REUSE_MIN = limits
+            rates[label] = candidates / run.total
+            rows.append((f"{label}: end to end", f"{run.total:.1f} s = {rates[label]:,.0f} candidates/s"))
             for phase, seconds in run.phases.items():
                 rows.append((f"  {phase}", f"{seconds:.1f} s"))
             if linked:
+                rows.append(("  the cycle's persons", "; ".join(found)))
                 with engine.connect() as conn:
                     linked_profiles = conn.exec_driver_sql("select count(*) from identity_persons").scalar()
                 rows.append(("  profiles in persons of several profiles", f"{linked_profiles:,}"))
             rows.append((f"  {label}: selected", f"{run.result.selected:,}"))
-            if not linked:
-                without = rate
+        without = rates["without identity"]
         rows.append(
-            ("[bold]with / without identity[/bold]", f"[bold]{rate / without:.0%}[/bold] (target ≥ 80%)")
+            (
+                "[bold]with / without identity[/bold]",
+                f"[bold]{rates['with identity'] / without:.0%}[/bold] (target ≥ 80%); persons computed as of T"
+                f" in full: {rates['with identity, persons computed as of T in full'] / without:.0%}",
+            )
         )
     finally:
         engine.dispose()

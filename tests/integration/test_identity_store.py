@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from baton.identity.admin import exclude, load_identifiers, show
-from baton.identity.resolve import IdentitySettings
-from baton.identity.store import resolve
+from baton.identity.resolve import IdentitySettings, persons_as_of
+from baton.identity.store import cycle_persons, refresh, resolve
+from baton.store.tx import transaction
 
 pytestmark = pytest.mark.integration
 
@@ -323,3 +324,141 @@ def test_a_long_chain_is_one_person_named_by_its_earliest_profile(fresh_store: E
     result = resolve(fresh_store, SETTINGS, full=True)
     assert result.persons.rounds >= 3
     assert _persons(fresh_store) == {f"k{i:02d}": "k06" for i in range(len(order))}
+
+
+def _cycle_persons_compared(
+    engine: Engine, at: datetime, settings: IdentitySettings
+) -> tuple[str, dict, dict]:
+    """(how the cycle found its persons, the persons it stored, the persons as of *at* from scratch)."""
+    with transaction(engine) as tx:
+        refresh(tx)
+        stats = cycle_persons(tx, at, settings)
+        got = dict(
+            tx.execute(
+                "select customer_id, person_id from cycle_persons where cycle_at = %(at)s", {"at": at}
+            ).fetchall()
+        )
+        tx.execute("delete from cycle_persons where cycle_at = %(at)s", {"at": at})
+    with transaction(engine) as tx:
+        persons_as_of(tx.raw, at, settings, table="_expected")
+        expected = dict(tx.execute("select customer_id, person_id from _expected").fetchall())
+        tx.execute("drop table _expected")
+    return stats.source, got, expected
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_a_cycle_takes_its_persons_from_the_current_ones_as_of_its_time(
+    fresh_store: Engine, seed: int
+) -> None:
+    """Rounds of random changes (identifiers first seen over ten days, some over-shared, new and changed
+    profiles, exclusions); after each, cycles at random decision times before, inside and after those
+    days: the persons a cycle decides with — taken from the current persons, brought up to date, with
+    only the profiles holding later values recomputed — equal the persons as of its time computed from
+    scratch, and the current persons the cycle updated equal a full resolve's."""
+    import random
+
+    rng = random.Random(seed)
+    settings = IdentitySettings(max_profiles_per_value=3)
+    emails = [f"u{i}@x.com" for i in range(10)]
+    logins = [f"login-{i}" for i in range(12)]
+    profiles = [f"p{i:02d}" for i in range(30)]
+    _customers(fresh_store, *[(p, rng.choice([*emails, None]), None, rng.randint(0, 5)) for p in profiles])
+    resolve(fresh_store, settings, full=True)
+    sources = []
+    for round_ in range(5):
+        with fresh_store.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "update baton_meta set value = value || jsonb_build_object('links_watermark',"
+                    " (now() - interval '1 second')::text, 'persons_watermark', (now() - interval '1 second')::text)"
+                    " where key = 'identity'"
+                )
+            )
+            conn.execute(sa.text("update identifiers set added_at = now() - interval '1 hour'"))
+            conn.execute(sa.text("update customers set updated_at = now() - interval '1 hour'"))
+            conn.execute(sa.text("update identity_exclusions set created_at = now() - interval '1 hour'"))
+            for _ in range(rng.randint(2, 8)):
+                conn.execute(
+                    sa.text(
+                        "insert into identifiers (customer_id, kind, value, norm, first_seen, source)"
+                        " values (:c, 'login', :v, :v, :t, 'test') on conflict do nothing"
+                    ),
+                    {
+                        "c": rng.choice(profiles),
+                        "v": rng.choice(logins),
+                        "t": T0 + timedelta(hours=rng.randint(0, 240)),
+                    },
+                )
+            if rng.random() < 0.5:
+                profiles.append(new := f"n{round_}")
+                conn.execute(
+                    sa.text("insert into customers (customer_id, email, created_at) values (:c, :e, :t)"),
+                    {"c": new, "e": rng.choice(emails).upper(), "t": T0 + timedelta(days=rng.randint(0, 10))},
+                )
+            if rng.random() < 0.5:
+                conn.execute(
+                    sa.text("update customers set email = :e where customer_id = :c"),
+                    {"c": rng.choice(profiles), "e": rng.choice([*emails, None])},
+                )
+        if rng.random() < 0.3:
+            exclude(fresh_store, "login", rng.choice(logins), reason="test")
+        for hours in sorted(rng.sample(range(-24, 264), 3)):
+            at = T0 + timedelta(hours=hours)
+            source, got, expected = _cycle_persons_compared(fresh_store, at, settings)
+            assert got == expected, f"round {round_}, T = {at}"
+            sources.append(source)
+        current = _persons(fresh_store)
+        resolve(fresh_store, settings, full=True)
+        assert current == _persons(fresh_store), f"round {round_}"
+    # every cycle took the current persons (a few dozen profiles are far below the fall-back limit)
+    assert all(s.startswith("current persons updated") for s in sources), sources
+    assert any(not s.endswith(" 0 profile(s) recomputed as of T") for s in sources), sources
+
+
+def test_the_first_cycle_resolves_the_current_persons_in_full(fresh_store: Engine) -> None:
+    """Before any ``baton identity resolve``, the first cycle stores the current persons in full (what
+    the Marketing view reads) and decides with those of its time: a profile whose shared value was first
+    seen after T is its own person in that cycle, and one of the person in the next."""
+    _customers(fresh_store, ("a", "ann@x.com", None, 0), ("b", "Ann@X.com", None, 1), ("c", None, None, 0))
+    with fresh_store.begin() as conn:
+        conn.execute(
+            sa.text(
+                "insert into identifiers (customer_id, kind, value, norm, first_seen, source)"
+                " values ('c', 'email', 'ann@x.com', 'ann@x.com', :t, 'test')"
+            ),
+            {"t": T0 + timedelta(days=5)},
+        )
+    assert _persons(fresh_store) == {}
+    source, got, expected = _cycle_persons_compared(fresh_store, T0 + timedelta(days=2), SETTINGS)
+    assert source == "current persons computed in full, 3 profile(s) recomputed as of T"
+    assert got == expected == {"a": "a", "b": "a"}
+    assert _persons(fresh_store) == {"a": "a", "b": "a", "c": "a"}
+    source, got, expected = _cycle_persons_compared(fresh_store, T0 + timedelta(days=6), SETTINGS)
+    assert source.startswith("current persons updated for") and source.endswith(
+        " 0 profile(s) recomputed as of T"
+    )
+    assert got == expected == {"a": "a", "b": "a", "c": "a"}
+
+
+def test_a_backfill_far_behind_the_observations_computes_its_persons_in_full(
+    fresh_store: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than a quarter of the linked profiles (and more than REUSE_MIN) hold values first seen after
+    T: the cycle computes its persons as of T from every shared value, with the same result."""
+    import baton.identity.store as store
+
+    monkeypatch.setattr(store, "REUSE_MIN", 1)
+    _customers(
+        fresh_store, ("a", "ann@x.com", None, 0), ("b", "Ann@X.com", None, 1), ("c", "bo@x.com", None, 0)
+    )
+    with fresh_store.begin() as conn:
+        conn.execute(
+            sa.text(
+                "insert into identifiers (customer_id, kind, value, norm, first_seen, source)"
+                " values ('c', 'login', 'bo', 'bo', :t, 'test'), ('b', 'login', 'bo', 'bo', :t, 'test')"
+            ),
+            {"t": T0 + timedelta(days=5)},
+        )
+    resolve(fresh_store, SETTINGS, full=True)
+    source, got, expected = _cycle_persons_compared(fresh_store, T0 + timedelta(days=2), SETTINGS)
+    assert source == "as of T" and got == expected == {"a": "a", "b": "a"}

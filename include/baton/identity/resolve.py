@@ -193,6 +193,8 @@ class PersonStats:
     rounds: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+    """How the persons were found (a cycle's: from the current persons, or as of T)."""
 
 
 def persons_as_of(

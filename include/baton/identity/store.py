@@ -88,9 +88,31 @@ def refresh(tx: Session, *, full: bool = False) -> RefreshStats:
     return stats
 
 
+REUSE_LIMIT = 0.25
+"""A cycle computes its persons from scratch when more than this share of the linked profiles (and more
+than :data:`REUSE_MIN` of them) were touched by values first seen after its decision time."""
+REUSE_MIN = 1000
+
+
 def cycle_persons(tx: Session, at: datetime, settings: IdentitySettings) -> PersonStats:
-    """Store the persons with several profiles as of decision time *at* in ``cycle_persons``."""
-    stats = persons_as_of(tx.raw, at, settings, table="_cycle_pm")
+    """Store the persons with several profiles as of decision time *at* in ``cycle_persons``.
+
+    First the current persons (``identity_persons``) are brought up to date, as ``baton identity
+    resolve`` does — incrementally, or in full the first time and when the identity settings changed —
+    so the Marketing view and ``baton why`` show the persons the cycles decide with.  Then the persons
+    as of *at* are taken from them: only the profiles holding a value first seen after *at* — with every profile of their
+    current persons — are computed again, as of *at*.  Every other profile's person as of *at* is its
+    current one: its current person holds no value first seen after *at*, so the same links hold at
+    *at* and none leaves it (a value without later observations had the same holders at *at*).
+    When more than :data:`REUSE_LIMIT` of the linked profiles hold such values (a backfill far behind
+    the observations), the persons are computed as of *at* from every shared value instead."""
+    meta = _read_meta(tx)
+    mark = meta.get("persons_watermark")
+    current = meta.get("settings") == settings_fingerprint(settings) and isinstance(mark, str)
+    stats = _persons_from_current(tx, at, settings, mark if current else None)
+    if stats is None:
+        stats = persons_as_of(tx.raw, at, settings, table="_cycle_pm")
+        stats.source = "as of T"
     tx.execute("delete from cycle_persons where cycle_at = %(at)s", {"at": at})
     tx.execute(
         "insert into cycle_persons (cycle_at, customer_id, person_id)"
@@ -99,13 +121,56 @@ def cycle_persons(tx: Session, at: datetime, settings: IdentitySettings) -> Pers
     )
     tx.execute("drop table _cycle_pm")
     log.info(
-        "identity as of %s: %d profiles in %d persons of several profiles (%d rounds, %.2fs)",
+        "identity as of %s: %d profiles in %d persons of several profiles (%s; %d rounds, %.2fs)",
         at.isoformat(),
         stats.linked_profiles,
         stats.persons,
+        stats.source,
         stats.rounds,
         stats.seconds,
     )
+    return stats
+
+
+def _persons_from_current(
+    tx: Session, at: datetime, settings: IdentitySettings, mark: str | None
+) -> PersonStats | None:
+    """``_cycle_pm`` from the current persons, brought up to date since the watermark *mark* (in full
+    without one; see :func:`cycle_persons`); ``None`` (and no ``_cycle_pm``) when too many profiles
+    hold values first seen after *at*."""
+    started = time.perf_counter()
+    started_at: datetime = tx.execute("select now()").fetchone()[0]
+    updated, _found = _update_persons(tx, settings, full=mark is None, mark=mark, started_at=started_at)
+    tx.execute("drop table if exists _late")
+    tx.execute(
+        "create temp table _late as"
+        " with later as (select distinct kind, norm from identity_links where first_seen > %(at)s),"
+        " holders as (select customer_id from identity_links where (kind, norm) in (select kind, norm from later))"
+        " select customer_id from holders"
+        " union select p.customer_id from identity_persons p where p.person_id in"
+        " (select person_id from identity_persons where customer_id in (select customer_id from holders))",
+        {"at": at},
+    )
+    tx.execute("create unique index on _late (customer_id)")
+    tx.execute("analyze _late")
+    late = int(tx.execute("select count(*) from _late").fetchone()[0])
+    linked = int(tx.execute("select count(*) from identity_persons").fetchone()[0])
+    if late > REUSE_MIN and late > REUSE_LIMIT * linked:
+        tx.execute("drop table _late")
+        log.info("identity: %d of %d linked profiles hold values first seen after %s", late, linked, at)
+        return None
+    again = persons_as_of(tx.raw, at, settings, table="_late_pm", restrict_to="_late")
+    tx.execute(
+        "create temp table _cycle_pm as select customer_id, person_id from identity_persons"
+        " where customer_id not in (select customer_id from _late)"
+        " union all select customer_id, person_id from _late_pm"
+    )
+    tx.execute("drop table _late, _late_pm")
+    row = tx.execute("select count(*), count(distinct person_id) from _cycle_pm").fetchone()
+    stats = PersonStats(linked_profiles=int(row[0]), persons=int(row[1]), rounds=again.rounds)
+    what = "computed in full" if updated < 0 else f"updated for {updated} profile(s)"
+    stats.source = f"current persons {what}, {late} profile(s) recomputed as of T"
+    stats.seconds = time.perf_counter() - started
     return stats
 
 
@@ -130,35 +195,49 @@ def resolve(engine: Engine, settings: IdentitySettings, *, full: bool = False) -
     with transaction(engine) as tx:
         tx.execute("select pg_advisory_xact_lock(%(k)s)", {"k": TOKEN_LOCK})
         meta = _read_meta(tx)
-        fingerprint = settings_fingerprint(settings)
         mark = meta.get("persons_watermark")
-        full = full or not isinstance(mark, str) or meta.get("settings") != fingerprint
+        full = full or not isinstance(mark, str) or meta.get("settings") != settings_fingerprint(settings)
         started_at: datetime = tx.execute("select now()").fetchone()[0]
         refreshed = refresh(tx, full=full)
         t_links = time.perf_counter() - started
-        if full:
-            persons = persons_as_of(tx.raw, None, settings, table="_now_pm")
-            tx.execute("delete from identity_persons")
-            affected = -1
-        else:
-            assert isinstance(mark, str)
-            affected = _affected(tx, datetime.fromisoformat(mark))
-            persons = persons_as_of(tx.raw, None, settings, table="_now_pm", restrict_to="_affected")
-            tx.execute(
-                "delete from identity_persons where customer_id in (select customer_id from _affected)"
-            )
-        tx.execute(
-            "insert into identity_persons (customer_id, person_id, resolved_at)"
-            " select customer_id, person_id, now() from _now_pm"
+        affected, persons = _update_persons(
+            tx, settings, full=full, mark=None if full else mark, started_at=started_at
         )
-        tx.execute("drop table if exists _now_pm, _affected")
-        meta = _read_meta(tx)
-        meta["settings"] = fingerprint
-        meta["persons_watermark"] = (started_at - LAG).isoformat()
-        _write_meta(tx, meta)
     result = ResolveResult(refreshed, persons, full, affected, time.perf_counter() - started)
     result.timings = {"links": t_links, "persons": result.seconds - t_links}
     return result
+
+
+def _update_persons(
+    tx: Session,
+    settings: IdentitySettings,
+    *,
+    full: bool,
+    mark: str | None,
+    started_at: datetime,
+) -> tuple[int, PersonStats]:
+    """Store the current persons in ``identity_persons`` — all of them (*full*), or those of the
+    profiles the observations since the watermark *mark* can change — and move the watermark.  The
+    shared values must be current.  Returns the number of profiles recomputed (-1: all) and what the
+    recomputation found."""
+    if full or mark is None:
+        persons = persons_as_of(tx.raw, None, settings, table="_now_pm")
+        tx.execute("delete from identity_persons")
+        affected = -1
+    else:
+        affected = _affected(tx, datetime.fromisoformat(mark))
+        persons = persons_as_of(tx.raw, None, settings, table="_now_pm", restrict_to="_affected")
+        tx.execute("delete from identity_persons where customer_id in (select customer_id from _affected)")
+    tx.execute(
+        "insert into identity_persons (customer_id, person_id, resolved_at)"
+        " select customer_id, person_id, now() from _now_pm"
+    )
+    tx.execute("drop table if exists _now_pm, _affected")
+    meta = _read_meta(tx)
+    meta["settings"] = settings_fingerprint(settings)
+    meta["persons_watermark"] = (started_at - LAG).isoformat()
+    _write_meta(tx, meta)
+    return affected, persons
 
 
 def _affected(tx: Session, since: datetime) -> int:
@@ -185,4 +264,14 @@ def _affected(tx: Session, since: datetime) -> int:
     return int(row[0])
 
 
-__all__ = ["LAG", "META_KEY", "ResolveResult", "cycle_persons", "refresh", "resolve", "settings_fingerprint"]
+__all__ = [
+    "LAG",
+    "META_KEY",
+    "REUSE_LIMIT",
+    "REUSE_MIN",
+    "ResolveResult",
+    "cycle_persons",
+    "refresh",
+    "resolve",
+    "settings_fingerprint",
+]
