@@ -38,6 +38,20 @@ def _persons(engine: Engine) -> dict[str, str]:
         return dict(conn.execute(sa.text("select customer_id, person_id from identity_persons")).all())
 
 
+def _behind_the_watermarks(conn: sa.Connection) -> None:
+    """Everything stored so far lies behind the watermarks, as some time after a resolve."""
+    conn.execute(
+        sa.text(
+            "update baton_meta set value = value || jsonb_build_object('links_watermark',"
+            " (now() - interval '1 second')::text, 'persons_watermark', (now() - interval '1 second')::text)"
+            " where key = 'identity'"
+        )
+    )
+    conn.execute(sa.text("update identifiers set added_at = now() - interval '1 hour'"))
+    conn.execute(sa.text("update customers set updated_at = now() - interval '1 hour'"))
+    conn.execute(sa.text("update identity_exclusions set created_at = now() - interval '1 hour'"))
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "identifiers.csv"
     path.write_text(text, encoding="utf-8")
@@ -257,17 +271,7 @@ def test_incremental_resolve_equals_a_full_one(fresh_store: Engine, seed: int) -
     resolve(fresh_store, SETTINGS, full=True)
     for round_ in range(6):
         with fresh_store.begin() as conn:
-            # everything stored so far is behind the watermarks, as some time after a resolve
-            conn.execute(
-                sa.text(
-                    "update baton_meta set value = value || jsonb_build_object('links_watermark',"
-                    " (now() - interval '1 second')::text, 'persons_watermark', (now() - interval '1 second')::text)"
-                    " where key = 'identity'"
-                )
-            )
-            conn.execute(sa.text("update identifiers set added_at = now() - interval '1 hour'"))
-            conn.execute(sa.text("update customers set updated_at = now() - interval '1 hour'"))
-            conn.execute(sa.text("update identity_exclusions set created_at = now() - interval '1 hour'"))
+            _behind_the_watermarks(conn)
         with fresh_store.begin() as conn:
             for _ in range(rng.randint(1, 6)):
                 value = rng.choice(logins)
@@ -367,16 +371,7 @@ def test_a_cycle_takes_its_persons_from_the_current_ones_as_of_its_time(
     sources = []
     for round_ in range(5):
         with fresh_store.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "update baton_meta set value = value || jsonb_build_object('links_watermark',"
-                    " (now() - interval '1 second')::text, 'persons_watermark', (now() - interval '1 second')::text)"
-                    " where key = 'identity'"
-                )
-            )
-            conn.execute(sa.text("update identifiers set added_at = now() - interval '1 hour'"))
-            conn.execute(sa.text("update customers set updated_at = now() - interval '1 hour'"))
-            conn.execute(sa.text("update identity_exclusions set created_at = now() - interval '1 hour'"))
+            _behind_the_watermarks(conn)
             for _ in range(rng.randint(2, 8)):
                 conn.execute(
                     sa.text(

@@ -139,8 +139,7 @@ def _persons_from_current(
     without one; see :func:`cycle_persons`); ``None`` (and no ``_cycle_pm``) when too many profiles
     hold values first seen after *at*."""
     started = time.perf_counter()
-    started_at: datetime = tx.execute("select now()").fetchone()[0]
-    updated, _found = _update_persons(tx, settings, full=mark is None, mark=mark, started_at=started_at)
+    updated, _found = _update_persons(tx, settings, mark=mark)
     tx.execute("drop table if exists _late")
     tx.execute(
         "create temp table _late as"
@@ -197,30 +196,21 @@ def resolve(engine: Engine, settings: IdentitySettings, *, full: bool = False) -
         meta = _read_meta(tx)
         mark = meta.get("persons_watermark")
         full = full or not isinstance(mark, str) or meta.get("settings") != settings_fingerprint(settings)
-        started_at: datetime = tx.execute("select now()").fetchone()[0]
         refreshed = refresh(tx, full=full)
         t_links = time.perf_counter() - started
-        affected, persons = _update_persons(
-            tx, settings, full=full, mark=None if full else mark, started_at=started_at
-        )
+        affected, persons = _update_persons(tx, settings, mark=None if full else mark)
     result = ResolveResult(refreshed, persons, full, affected, time.perf_counter() - started)
     result.timings = {"links": t_links, "persons": result.seconds - t_links}
     return result
 
 
-def _update_persons(
-    tx: Session,
-    settings: IdentitySettings,
-    *,
-    full: bool,
-    mark: str | None,
-    started_at: datetime,
-) -> tuple[int, PersonStats]:
-    """Store the current persons in ``identity_persons`` — all of them (*full*), or those of the
-    profiles the observations since the watermark *mark* can change — and move the watermark.  The
-    shared values must be current.  Returns the number of profiles recomputed (-1: all) and what the
-    recomputation found."""
-    if full or mark is None:
+def _update_persons(tx: Session, settings: IdentitySettings, *, mark: str | None) -> tuple[int, PersonStats]:
+    """Store the current persons in ``identity_persons`` — those of the profiles the observations since
+    the watermark *mark* can change, or all of them without one — and move the watermark behind the
+    transaction's start.  The shared values must be current.  Returns the number of profiles
+    recomputed (-1: all) and what the recomputation found."""
+    started_at: datetime = tx.execute("select now()").fetchone()[0]  # the transaction's start
+    if mark is None:
         persons = persons_as_of(tx.raw, None, settings, table="_now_pm")
         tx.execute("delete from identity_persons")
         affected = -1
