@@ -3,7 +3,8 @@
 Data (not timed): ``baton seed`` customers with 30 days of events and identifiers; 14 days of hourly
 cycles before the decision time T (a Monday 14:00) with their decisions, candidate batches,
 summaries and messages (about half a decision per person per day, 60% of them sent messages, some
-failed with their events), written in SQL; then one real cycle at T with the example campaigns of
+failed with their events), written in SQL, and the next hour's batches (one per campaign, a
+48th of the people each) loaded and not decided yet; then one real cycle at T with the example campaigns of
 ``dags/`` (their real audience SQL; the Monday newsletter proposes everyone with an email).
 
 Timed: each page's data function (``baton.web.queries``) and the whole page through the web app
@@ -109,6 +110,18 @@ def _history_sql(
                   array_agg(distinct d.campaign_id), array_agg(distinct d.campaign_id), count(*),
                   count(*) filter (where code = 's'), 2
            from _d d group by d.cycle_at""",
+        # the next hour's batches, loaded and not decided yet (a customer's timeline reads their rows)
+        f"""insert into candidate_batches (campaign_id, cycle_at, data_interval_start, data_interval_end, row_count,
+                                          run_id, loaded_at)
+            select id, timestamptz '{t.isoformat()}' + interval '1 hour', timestamptz '{t.isoformat()}',
+                   timestamptz '{t.isoformat()}' + interval '1 hour', {per_cycle}, 'scheduled__next',
+                   timestamptz '{t.isoformat()}' + interval '1 minute'
+            from _k""",
+        f"""insert into candidates (batch_id, seq, customer_id, score, channel, payload, bucket)
+            select b.batch_id, g, 'c' || lpad((1 + (g::bigint * 7919 + b.batch_id * 104729) % {people})::text, 7, '0'),
+                   0.5, null, '{{}}', 0
+            from candidate_batches b cross join generate_series(1, {per_cycle}) g
+            where b.decided_cycle_at is null and b.run_id = 'scheduled__next'""",
     ]
 
 

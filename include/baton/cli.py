@@ -482,6 +482,15 @@ def why(
     decisions = view.decisions
     if cycle is not None:
         decisions = [d for d in decisions if d["cycle_at"] == at]
+    else:
+        for c in reversed(view.pending):
+            out.print(
+                f"{c['loaded_at']:%Y-%m-%d %H:%M} UTC  {c['campaign_id']:<22} {c['channel'] or '':<11}"
+                f" {'no decision yet':<19} {c['state']}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
     if not decisions:
         span = f"cycle {at.isoformat()}" if cycle is not None else f"the last {days} days"
         out.print(f"no decision about this person in {span}")

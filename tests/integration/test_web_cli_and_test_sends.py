@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -105,6 +105,38 @@ def test_why_explains_every_decision_of_a_person_found_by_email(env: None, store
             0
         ]
     )
+
+
+def test_why_lists_candidates_not_decided_yet(env: None, store: WebStore) -> None:
+    cid = store.unsubscribed
+    stranded = store.cycles[1] + timedelta(minutes=30)  # no cycle ran then; later ones did
+    with store.engine.begin() as conn:
+        batch = conn.execute(
+            sa.text(
+                "insert into candidate_batches (campaign_id, cycle_at, data_interval_start, row_count)"
+                " values ('abandoned_cart', :t, :t, 1) returning batch_id"
+            ),
+            {"t": stranded},
+        ).scalar_one()
+        conn.execute(
+            sa.text("insert into candidates (batch_id, seq, customer_id, bucket) values (:b, 0, :c, 1)"),
+            {"b": batch, "c": cid},
+        )
+    try:
+        code, out = run("why", cid)
+        assert code == 0, out
+        line = next(line for line in out.splitlines() if "no decision yet" in line)
+        assert (
+            "abandoned_cart" in line
+            and f"waits for the cycle at {stranded:%Y-%m-%d %H:%M} UTC, which never ran" in line
+        )
+        # a past cycle's decisions only: nothing pending there
+        code, out = run("why", cid, "--cycle", iso(store.cycles[-1]))
+        assert code == 0 and "no decision yet" not in out
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("delete from candidates where batch_id = :b"), {"b": batch})
+            conn.execute(sa.text("delete from candidate_batches where batch_id = :b"), {"b": batch})
 
 
 def test_why_on_bad_input_says_what_is_wrong(env: None, store: WebStore) -> None:

@@ -215,6 +215,66 @@ def test_customer_found_by_any_spelling_and_timeline_equals_the_store(
     assert client.get("/marketing/customers/nobody-at-all", headers=HTML).status_code == 404
 
 
+def test_candidates_not_decided_yet_are_on_the_timeline_with_where_their_batch_stands(
+    client: TestClient, store: WebStore
+) -> None:
+    cid = store.unsubscribed
+    other = q(store, "select customer_id from customers where customer_id <> :c limit 1", c=cid)[0][0]
+    latest = store.cycles[-1]
+    # (cycle the batch feeds, campaign): one after the latest cycle, one at an hour that never ran while
+    # later ones did, one that landed after its cycle was decided, one of a campaign no longer deployed
+    batches = [
+        (latest + timedelta(hours=1), "abandoned_cart", "waits for the cycle at"),
+        (store.cycles[2] + timedelta(minutes=30), "price_drop", "which never ran"),
+        (latest, "back_in_stock", "was decided: the next cycle decides it"),
+        (latest + timedelta(hours=1), "retired_campaign", "no longer deployed"),
+    ]
+    ids = []
+    with store.engine.begin() as conn:
+        for n, (at, campaign, _) in enumerate(batches):
+            batch = conn.execute(
+                sa.text(
+                    "insert into candidate_batches (campaign_id, cycle_at, data_interval_start, row_count)"
+                    " values (:c, :t, :s, 2) returning batch_id"
+                ),
+                {"c": campaign, "t": at, "s": at - timedelta(hours=1, minutes=n)},
+            ).scalar_one()
+            ids.append(batch)
+            conn.execute(
+                sa.text(
+                    "insert into candidates (batch_id, seq, customer_id, score, channel, payload, bucket)"
+                    " values (:b, 0, :c, 0.5, 'email', '{\"sku\": \"p-7\"}', 1), (:b, 1, :o, 0.5, null, '{}', 1)"
+                ),
+                {"b": batch, "c": cid, "o": other},
+            )
+    try:
+        data = client.get(f"/marketing/api/customers/{cid}", headers=HTML).json()
+        pending = {c["batch_id"]: c for c in data["pending"]}
+        assert sorted(pending) == sorted(ids)  # the other customer's candidates are not hers
+        for batch, (at, campaign, words) in zip(ids, batches, strict=True):
+            row = pending[batch]
+            assert (row["campaign_id"], row["cycle_at"], row["customer_id"]) == (campaign, iso(at), cid)
+            assert words in row["state"], row["state"]
+        assert pending[ids[0]]["payload"] == {"sku": "p-7"}
+        page = client.get(f"/marketing/customers/{cid}", headers=HTML)
+        assert page.status_code == 200
+        shown = re.findall(r'<li class="candidate" data-candidate="(\d+)\|0"', page.text)
+        assert sorted(int(b) for b in shown) == sorted(ids)
+        assert "no decision yet" in page.text and "4 candidates not decided yet" in page.text
+        # once decided, a batch leaves the pending list
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.text("update candidate_batches set decided_cycle_at = cycle_at where batch_id = :b"),
+                {"b": ids[0]},
+            )
+        data = client.get(f"/marketing/api/customers/{cid}", headers=HTML).json()
+        assert sorted(c["batch_id"] for c in data["pending"]) == sorted(ids[1:])
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("delete from candidates where batch_id = any(:b)"), {"b": ids})
+            conn.execute(sa.text("delete from candidate_batches where batch_id = any(:b)"), {"b": ids})
+
+
 def test_every_capped_decision_names_exactly_the_messages_that_filled_the_cap(store: WebStore) -> None:
     """The explanation recounts the cap from the recorded messages: it must find exactly the limit, as
     the engine did — for every capped decision of the store."""

@@ -291,3 +291,24 @@ def test_every_outcome_has_a_sentence() -> None:
 def test_effective_timezone() -> None:
     assert ex.effective_timezone([None, "Bad/Zone", "Europe/Berlin"], "UTC") == "Europe/Berlin"
     assert ex.effective_timezone(["", "europe/berlin"], "America/New_York") == "America/New_York"
+
+
+def test_pending_candidates_say_where_their_batch_stands() -> None:
+    at = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    later = at + timedelta(hours=3)
+
+    def state(
+        status: str | None, taken: bool = False, latest: datetime | None = later, deployed: bool = True
+    ) -> str:
+        return ex.explain_pending(
+            at, cycle_status=status, taken_by_cycle=taken, latest_cycle=latest, deployed=deployed
+        )
+
+    assert state(None, latest=None) == "waits for the cycle at 2026-03-02 10:00 UTC: not decided yet"
+    assert state(None, latest=at - timedelta(hours=1)).endswith("not decided yet")
+    assert state(None).startswith("waits for the cycle at 2026-03-02 10:00 UTC, which never ran")
+    assert "backfill that cycle" in state(None)
+    assert state("deciding", taken=True) == "being decided now by the cycle at 2026-03-02 10:00 UTC"
+    assert state("deciding").startswith("landed after the cycle at 2026-03-02 10:00 UTC began")
+    assert state("decided").startswith("landed after the cycle at 2026-03-02 10:00 UTC was decided")
+    assert "no longer deployed" in state(None, deployed=False)

@@ -46,6 +46,7 @@ __all__ = [
     "cap_usage",
     "effective_timezone",
     "explain",
+    "explain_pending",
     "global_holdout",
     "campaign_holdout",
     "rank_key",
@@ -485,6 +486,35 @@ _EXPLAINERS = {
     "capped": _capped,
     "selected": _selected,
 }
+
+
+def explain_pending(
+    cycle_at: datetime,
+    *,
+    cycle_status: str | None,
+    taken_by_cycle: bool,
+    latest_cycle: datetime | None,
+    deployed: bool,
+) -> str:
+    """Why a candidate has no decision yet: where its batch stands.  A campaign run feeds the first
+    cycle at or after its interval's end (*cycle_at*); *cycle_status* is that cycle's status (None:
+    it has not run), *taken_by_cycle* whether the cycle fixed the batch among those it decides,
+    *latest_cycle* the latest cycle that ran, *deployed* whether the campaign is still deployed."""
+    at = _utc(cycle_at)
+    if not deployed:
+        return f"not decided: its campaign is no longer deployed, so no cycle takes it (it was for the cycle at {at})"
+    if cycle_status is None:
+        if latest_cycle is not None and cycle_at < latest_cycle:
+            return (
+                f"waits for the cycle at {at}, which never ran: later cycles do not take it"
+                " (backfill that cycle to decide it; `baton status` shows the command)"
+            )
+        return f"waits for the cycle at {at}: not decided yet"
+    if cycle_status != "decided" and taken_by_cycle:
+        return f"being decided now by the cycle at {at}"
+    if cycle_status != "decided":
+        return f"landed after the cycle at {at} began: the next cycle decides it"
+    return f"landed after the cycle at {at} was decided: the next cycle decides it"
 
 
 def consent_mode(policy: Policy, channel: str) -> ConsentMode:

@@ -64,6 +64,7 @@ STATEMENT_TIMEOUT = "5s"
 MAX_DAYS = 62
 TIMELINE_DECISIONS = 300
 TIMELINE_EVENTS = 100
+TIMELINE_PENDING = 50
 HOLDOUTS = ("holdout_global", "holdout_campaign")
 
 
@@ -400,8 +401,10 @@ class Timeline:
     events: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)  # one per alternative, explained
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pending: list[dict[str, Any]] = field(default_factory=list)  # candidates no cycle has decided yet
     more_decisions: bool = False
     more_events: bool = False
+    more_pending: bool = False
 
     def items(self) -> list[dict[str, Any]]:
         """Events and decisions in one list, newest first: a decision item is one campaign in one cycle,
@@ -427,7 +430,11 @@ class Timeline:
             item["alternatives"].append(d)
             if d["message_id"] is not None:
                 item["message"] = self.messages.get(d["message_id"])
-        items = [{"kind": "event", "at": e["ts"], **e} for e in self.events] + list(groups.values())
+        items = (
+            [{"kind": "event", "at": e["ts"], **e} for e in self.events]
+            + [{"kind": "candidate", "at": c["loaded_at"], **c} for c in self.pending]
+            + list(groups.values())
+        )
         items.sort(key=lambda i: i["at"], reverse=True)
         return items
 
@@ -446,6 +453,7 @@ class Timeline:
             "until": self.until,
             "events": self.events,
             "decisions": self.decisions,
+            "pending": self.pending,
             "messages": list(self.messages.values()),
         }
 
@@ -565,6 +573,29 @@ def customer_timeline(
             {"m": members, "lo": since, "hi": until, "n": TIMELINE_DECISIONS + 1},
         )
         more_decisions = len(decisions) > TIMELINE_DECISIONS
+        # candidates proposed but not decided yet: the pending batches (few: their partial index) first,
+        # then only their rows (the candidates' primary key); candidates has no per-customer index, so
+        # this reads every row of the pending batches — about 130 ms per million pending rows
+        waiting = _rows(
+            tx,
+            "select b.batch_id, b.campaign_id, b.cycle_at, b.loaded_at, b.run_id, y.status as cycle_status,"
+            " coalesce(b.batch_id = any(y.batch_ids), false) as taken_by_cycle"
+            " from candidate_batches b left join cycles y on y.cycle_at = b.cycle_at"
+            " where b.decided_cycle_at is null and b.loaded_at < %(hi)s",
+            {"hi": until},
+        )
+        batches = {b["batch_id"]: b for b in waiting}
+        pending = [
+            {**batches[c["batch_id"]], **c}
+            for c in _rows(
+                tx,
+                "select batch_id, seq, customer_id, score, channel, expires_at, payload from candidates"
+                " where batch_id = any(%(b)s) and customer_id = any(%(m)s) order by batch_id desc, seq limit %(n)s",
+                {"b": list(batches), "m": members, "n": TIMELINE_PENDING + 1},
+            )
+        ]
+        pending.sort(key=lambda c: (c["loaded_at"], c["batch_id"]), reverse=True)
+        latest_cycle = tx.execute("select max(cycle_at) from cycles").fetchone()[0] if pending else None
         decisions = decisions[:TIMELINE_DECISIONS]
         refs = sorted({(d["batch_id"], d["seq"]) for d in decisions if d["batch_id"] is not None})
         candidates = {
@@ -668,6 +699,14 @@ def customer_timeline(
                 "message_id": msg["message_id"] if msg else None,
             }
         )
+    for row in pending:
+        row["state"] = ex.explain_pending(
+            row["cycle_at"],
+            cycle_status=row.pop("cycle_status"),
+            taken_by_cycle=row.pop("taken_by_cycle"),
+            latest_cycle=latest_cycle,
+            deployed=row["campaign_id"] in dep.campaigns,
+        )
     for p in profiles:
         p.pop("attributes", None)
     return Timeline(
@@ -696,6 +735,8 @@ def customer_timeline(
         messages=by_id,
         more_decisions=more_decisions,
         more_events=len(events) > TIMELINE_EVENTS,
+        pending=pending[:TIMELINE_PENDING],
+        more_pending=len(pending) > TIMELINE_PENDING,
     )
 
 
