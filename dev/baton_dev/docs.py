@@ -790,7 +790,9 @@ def scenario_format() -> str:
         "CSV files are UTF-8 with a header line; columns may come in any order; cells are trimmed and\n"
         "an empty cell means missing. Times are ISO 8601 (no offset: UTC). A file or folder the\n"
         "scenario format does not know is an error (a misnamed `consent.csv` would otherwise decide\n"
-        "as if nobody had opted out).\n\n",
+        "as if nobody had opted out). A NUL character in a cell, a `customer_id` or consent `topic` longer\n"
+        f"than {scenario.MAX_ID_LENGTH} characters and an `email`, `phone` or `push_token` longer than\n"
+        f"{MAX_VALUE_LENGTH} are errors.\n\n",
         "#### Output\n\n",
         f"`decisions.csv` with the columns `{','.join(scenario.DECISION_COLUMNS)}`: one row per\n"
         "alternative, sorted by `customer_id`, `campaign_id`, `channel` (byte order); times in ISO\n"

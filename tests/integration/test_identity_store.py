@@ -186,6 +186,30 @@ def test_a_malformed_file_stores_nothing(fresh_store: Engine, tmp_path: Path) ->
         assert conn.execute(sa.text("select count(*) from identifiers")).scalar() == 0
 
 
+def test_odd_rows_are_rejected_with_their_first_line(fresh_store: Engine, tmp_path: Path) -> None:
+    """Found by tests/fuzz/test_fuzz_scenarios.py: a NUL character failed the whole load with a
+    psycopg.DataError, a first_seen out of range in UTC with an OverflowError, and a row spanning
+    lines was reported on its last line."""
+    _customers(fresh_store, ("a", None, None, 1))
+    path = _write(tmp_path, "")
+    path.write_bytes(
+        b"customer_id,kind,value,first_seen\n"
+        b"a,login,u\x001,\n"
+        b'a,fax,"two\nlines",\n'
+        b"a,login,u2,0001-01-01T00:00:00+01:00\n"
+        b'a,login,"u3\n",\n'
+    )
+    result = load_identifiers(fresh_store, path)
+    assert result.rows == 4 and result.stored == 1
+    reasons = dict(result.rejected)
+    assert sorted(reasons) == [2, 3, 5]
+    assert "NUL character" in reasons[2]
+    assert "unknown kind 'fax'" in reasons[3]
+    assert "'0001-01-01T00:00:00+01:00' is not a time" in reasons[5]
+    with fresh_store.connect() as conn:
+        assert conn.execute(sa.text("select value from identifiers")).scalars().all() == ["u3\n"]
+
+
 def test_show_explains_the_chain_and_what_does_not_link(fresh_store: Engine, tmp_path: Path) -> None:
     _customers(
         fresh_store,

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from baton.arbitration.scenario import (
+    MAX_ID_LENGTH,
     CandidateRow,
     ConsentRow,
     CustomerRow,
@@ -405,6 +406,57 @@ def test_template_folder_is_used(scen: Path) -> None:
             [f"more than {MAX_VALUE_LENGTH}"],
         ),
         ("exclusions.csv", "value\nguest\n", "exclusions.csv:1", ["missing column", "kind"]),
+        # found by tests/fuzz/test_fuzz_scenarios.py: each reached the database (a NUL, an index entry
+        # too large) or raised OverflowError
+        (
+            "customers.csv",
+            "customer_id,email,phone,push_token,postal_address,timezone\nc1,,,,,\nc\x002,,,,,\n",
+            "customers.csv:3",
+            ["NUL character"],
+        ),
+        ("suppressions.csv", 'channel,address\nemail,"a@b.c\n\x00"\n', "suppressions.csv:2", ["NUL"]),
+        (
+            "customers.csv",
+            f"customer_id,email,phone,push_token,postal_address,timezone\n{'c' * (MAX_ID_LENGTH + 1)},,,,,\n",
+            "customers.csv:2",
+            [f"customer_id is {MAX_ID_LENGTH + 1} characters long, more than {MAX_ID_LENGTH}"],
+        ),
+        (
+            "customers.csv",
+            f"customer_id,email,phone,push_token,postal_address,timezone\nc1,{'e' * (MAX_VALUE_LENGTH + 1)},,,,\n",
+            "customers.csv:2",
+            [f"email is {MAX_VALUE_LENGTH + 1} characters long"],
+        ),
+        (
+            "customers.csv",
+            f"customer_id,email,phone,push_token,postal_address,timezone\nc1,,,{'t' * (MAX_VALUE_LENGTH + 1)},,\n",
+            "customers.csv:2",
+            ["push_token is"],
+        ),
+        (
+            "consents.csv",
+            f"customer_id,channel,topic,status\nc1,email,{'t' * (MAX_ID_LENGTH + 1)},opt_in\n",
+            "consents.csv:2",
+            ["topic is", f"more than {MAX_ID_LENGTH}"],
+        ),
+        (
+            "candidates.csv",
+            f"campaign_id,customer_id,score,channel,expires_at\nnewsletter,{'c' * (MAX_ID_LENGTH + 1)},,,\n",
+            "candidates.csv:2",
+            ["customer_id is"],
+        ),
+        (
+            "history.csv",
+            "customer_id,campaign_id,channel,decided_at\nc1,newsletter,email,0001-01-01T00:00:00+01:00\n",
+            "history.csv:2",
+            ["decided_at '0001-01-01T00:00:00+01:00' is not a time"],
+        ),
+        (
+            "candidates.csv",
+            "campaign_id,customer_id,score,channel,expires_at\nnewsletter,c1,,,9999-12-31T23:59:59-01:00\n",
+            "candidates.csv:2",
+            ["expires_at", "is not a time"],
+        ),
     ],
 )
 def test_bad_input_names_file_and_row(scen: Path, file: str, text: str, where: str, words: list[str]) -> None:
@@ -413,6 +465,33 @@ def test_bad_input_names_file_and_row(scen: Path, file: str, text: str, where: s
     assert where in message
     for word in words:
         assert word in message
+
+
+def test_ids_and_addresses_up_to_the_limits_are_accepted(scen: Path) -> None:
+    cid, email = "c" * MAX_ID_LENGTH, "e" * MAX_VALUE_LENGTH
+    write(
+        scen / "customers.csv",
+        f"customer_id,email,phone,push_token,postal_address,timezone\n{cid},{email},,,,\n",
+    )
+    write(scen / "candidates.csv", f"campaign_id,customer_id,score,channel,expires_at\nnewsletter,{cid},,,\n")
+    write(
+        scen / "consents.csv", f"customer_id,channel,topic,status\n{cid},email,{'t' * MAX_ID_LENGTH},opt_in\n"
+    )
+    s = load_scenario(scen)
+    assert s.customers == (CustomerRow(cid, email),)
+    assert s.consents[0].topic == "t" * MAX_ID_LENGTH
+
+
+@pytest.mark.parametrize("target", ["consents.csv", "nowhere.csv", "customers.csv"])
+def test_a_broken_symlink_is_named_not_skipped(scen: Path, target: str) -> None:
+    """Found by tests/fuzz/test_fuzz_scenarios.py: a consents.csv linking to itself raised RuntimeError
+    (Path.resolve), and one linking to nothing was skipped as if there were no consents."""
+    (scen / "consents.csv").unlink()
+    (scen / "consents.csv").symlink_to(target)
+    if target == "customers.csv":  # a working link is read
+        assert load_error(scen).startswith(f"{scen / 'consents.csv'}:1: unknown column 'email'")
+    else:
+        assert load_error(scen).startswith(f"{scen / 'consents.csv'}: cannot be read")
 
 
 def test_line_numbers_count_blank_and_multiline_rows(scen: Path) -> None:
@@ -483,7 +562,10 @@ def test_parse_at(text: str, expected: datetime) -> None:
     assert got == expected and got.utcoffset() == timedelta(0)
 
 
-@pytest.mark.parametrize("text", ["", "now", "2026-13-01T00:00:00Z", "12:00"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "now", "2026-13-01T00:00:00Z", "12:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-01:00"],
+)
 def test_parse_at_rejects(text: str) -> None:
     with pytest.raises(InputError, match="--at"):
         parse_at(text)

@@ -23,7 +23,9 @@ Conventions, shared by every CSV file:
 
 Beyond SPEC §5's list, these are errors too: a duplicate ``customer_id``, two consent
 rows for one (customer, channel, topic), an empty suppression address, an identifier or
-exclusion value longer than ``baton.identity.normalize.MAX_VALUE_LENGTH``, and a campaign or
+exclusion value (or a customer's email, phone or push_token) longer than
+``baton.identity.normalize.MAX_VALUE_LENGTH``, a ``customer_id`` or
+consent ``topic`` longer than ``MAX_ID_LENGTH``, a NUL character in a CSV cell, and a campaign or
 policy file that ``baton validate`` would reject (its ``file:line: field: message``
 lines are passed on).  Unknown people in consents, history or identifiers and unknown
 campaigns in history are not errors: they simply never match (an identifier of a
@@ -50,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from baton.errors import BatonError, InputError
-from baton.identity.normalize import KINDS, MAX_VALUE_LENGTH
+from baton.identity.normalize import KINDS, MAX_VALUE_LENGTH, PROFILE_COLUMNS
 from baton.spec.enums import Channel, Outcome
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHANNELS",
     "DECISION_COLUMNS",
+    "MAX_ID_LENGTH",
     "OUTCOMES",
     "CandidateRow",
     "ConsentRow",
@@ -109,6 +112,9 @@ HISTORY_OPTIONAL_COLUMNS = ("tags", "counts")
 IDENTIFIER_COLUMNS = ("customer_id", "kind", "value")
 IDENTIFIER_OPTIONAL_COLUMNS = ("first_seen",)
 EXCLUSION_COLUMNS = ("kind", "value")
+MAX_ID_LENGTH = 128
+"""The longest ``customer_id`` (in any file) and consent ``topic``: PostgreSQL indexes them, with an
+identifier value of up to ``MAX_VALUE_LENGTH`` characters, and an index entry holds at most 2704 bytes."""
 _HEADERS = {
     "customers.csv": ",".join(CUSTOMER_COLUMNS),
     "candidates.csv": ",".join(CANDIDATE_COLUMNS),
@@ -288,7 +294,10 @@ def parse_time(text: str) -> datetime:
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first datetime in UTC
+        raise ValueError("out of range in UTC") from None
 
 
 def parse_at(text: str) -> datetime:
@@ -343,6 +352,8 @@ class _CsvFile:
             last = reader.line_num
             if not any(c.strip() for c in cells):
                 continue  # a blank line
+            if any("\x00" in c for c in cells):
+                raise self.fail(start, "contains a NUL character; remove it (is the file binary?)")
             if len(cells) != len(header):
                 raise self.fail(
                     start,
@@ -388,6 +399,17 @@ class _CsvFile:
         value = row.get(column)
         if value is None:
             raise self.fail(line, f"{column} is empty; every row needs a {column}")
+        return value
+
+    def key(self, line: int, row: dict[str, str | None], column: str) -> str:
+        """A required cell that the database keys on (customer_id, topic): at most MAX_ID_LENGTH characters."""
+        value = self.required_text(line, row, column)
+        if len(value) > MAX_ID_LENGTH:
+            raise self.fail(
+                line,
+                f"{column} is {len(value)} characters long, more than {MAX_ID_LENGTH}: "
+                f"a {column} is a short key; check the column",
+            )
         return value
 
     def time(self, line: int, row: dict[str, str | None], column: str) -> datetime | None:
@@ -445,13 +467,21 @@ def _load_customers(path: Path) -> tuple[CustomerRow, ...]:
     out: list[CustomerRow] = []
     first_line: dict[str, int] = {}
     for line, row in f.rows():
-        cid = f.required_text(line, row, "customer_id")
+        cid = f.key(line, row, "customer_id")
         if cid in first_line:
             raise f.fail(
                 line,
                 f"customer_id {cid!r} already appears on line {first_line[cid]}; keep one row per customer",
             )
         first_line[cid] = line
+        for column in PROFILE_COLUMNS:  # identifiers of the profile too: the same limit
+            value = row[column]
+            if value is not None and len(value) > MAX_VALUE_LENGTH:
+                raise f.fail(
+                    line,
+                    f"{column} is {len(value)} characters long, more than {MAX_VALUE_LENGTH}: "
+                    "an address is shorter; check the column",
+                )
         out.append(
             CustomerRow(
                 customer_id=cid,
@@ -470,7 +500,7 @@ def _load_candidates(path: Path, campaigns: dict[str, Campaign]) -> tuple[Candid
     out: list[CandidateRow] = []
     for line, row in f.rows():
         campaign_id = f.required_text(line, row, "campaign_id")
-        customer_id = f.required_text(line, row, "customer_id")
+        customer_id = f.key(line, row, "customer_id")
         campaign = campaigns.get(campaign_id)
         if campaign is None:
             known = ", ".join(sorted(campaigns)) or "none"
@@ -519,11 +549,11 @@ def _load_consents(
     first_line: dict[tuple[str, str, str], int] = {}
     unknown: dict[str, list[int]] = {}
     for line, row in f.rows():
-        customer_id = f.required_text(line, row, "customer_id")
+        customer_id = f.key(line, row, "customer_id")
         channel = f.channel(line, row)
         if channel is None:
             raise f.fail(line, f"channel is empty; use one of: {', '.join(CHANNELS)}")
-        topic = row["topic"] or ""
+        topic = f.key(line, row, "topic") if row["topic"] is not None else ""
         status = row["status"]
         if status not in CONSENT_STATUSES:
             raise f.fail(line, f"status {status or ''!r} is not valid; use opt_in or opt_out")
@@ -573,7 +603,7 @@ def _load_history(path: Path, campaigns: dict[str, Campaign]) -> tuple[HistoryRo
     f = _CsvFile(path, HISTORY_COLUMNS, HISTORY_OPTIONAL_COLUMNS)
     out: list[HistoryRow] = []
     for line, row in f.rows():
-        customer_id = f.required_text(line, row, "customer_id")
+        customer_id = f.key(line, row, "customer_id")
         campaign_id = f.required_text(line, row, "campaign_id")
         channel = f.channel(line, row)
         if channel is None:
@@ -638,7 +668,7 @@ def _load_identifiers(path: Path) -> tuple[IdentifierRow, ...]:
     f = _CsvFile(path, IDENTIFIER_COLUMNS, IDENTIFIER_OPTIONAL_COLUMNS)
     out: list[IdentifierRow] = []
     for line, row in f.rows():
-        customer_id = f.required_text(line, row, "customer_id")
+        customer_id = f.key(line, row, "customer_id")
         kind = _identifier_kind(f, line, row)
         value = _identifier_value(f, line, row)
         out.append(IdentifierRow(customer_id, kind, value, f.time(line, row, "first_seen")))
@@ -668,13 +698,27 @@ SCENARIO_FILES: tuple[str, ...] = (
 SCENARIO_FOLDERS: tuple[str, ...] = ("campaigns", "templates")
 
 
+def _resolved(path: Path) -> Path:
+    """*path* with its symlinks resolved; as it is when they loop."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return path.absolute()
+
+
+def _present(path: Path) -> bool:
+    """Whether the optional file *path* was given: it exists, or is a symlink (which reading then
+    reports as broken, instead of deciding as if the file were not there)."""
+    return path.exists() or path.is_symlink()
+
+
 def _check_known_files(directory: Path, ignore: Iterable[Path]) -> None:
     """An entry of the scenario directory that ``baton simulate`` does not read is an error, not
     silently ignored: a misnamed ``consent.csv`` would otherwise decide as if nobody had opted out.
     Hidden entries (``.DS_Store``, ``.git``) and the files in *ignore* (the output) are skipped."""
-    skip = {p.resolve() for p in ignore}
+    skip = {_resolved(p) for p in ignore}
     for entry in sorted(directory.iterdir()):
-        if entry.name.startswith(".") or entry.resolve() in skip:
+        if entry.name.startswith(".") or _resolved(entry) in skip:
             continue
         if entry.is_dir() and entry.name in SCENARIO_FOLDERS:
             continue
@@ -708,7 +752,7 @@ def load_scenario(directory: Path, *, ignore: Iterable[Path] = ()) -> Scenario:
 
     def required(name: str) -> Path:
         path = directory / name
-        if not path.is_file():
+        if not _present(path):
             raise InputError(f"{path}: missing; a scenario needs {name} (header: {_HEADERS[name]})")
         return path
 
@@ -719,17 +763,17 @@ def load_scenario(directory: Path, *, ignore: Iterable[Path] = ()) -> Scenario:
     history_path = directory / "history.csv"
     identifiers_path = directory / "identifiers.csv"
     exclusions_path = directory / "exclusions.csv"
-    consents, warnings = _load_consents(consents_path, policy.topics) if consents_path.exists() else ((), ())
+    consents, warnings = _load_consents(consents_path, policy.topics) if _present(consents_path) else ((), ())
     return Scenario(
         policy=policy,
         campaigns=campaigns,
         customers=customers,
         candidates=candidates,
         consents=consents,
-        suppressions=_load_suppressions(suppressions_path) if suppressions_path.exists() else (),
-        history=_load_history(history_path, campaigns) if history_path.exists() else (),
-        identifiers=_load_identifiers(identifiers_path) if identifiers_path.exists() else (),
-        exclusions=_load_exclusions(exclusions_path) if exclusions_path.exists() else (),
+        suppressions=_load_suppressions(suppressions_path) if _present(suppressions_path) else (),
+        history=_load_history(history_path, campaigns) if _present(history_path) else (),
+        identifiers=_load_identifiers(identifiers_path) if _present(identifiers_path) else (),
+        exclusions=_load_exclusions(exclusions_path) if _present(exclusions_path) else (),
         warnings=warnings,
     )
 

@@ -2,9 +2,10 @@
 (``baton identity load | exclude | show``).
 
 Loading is a bulk COPY into a staging table, checked row by row in SQL: a row of an unknown kind,
-an empty or overlong value, a ``first_seen`` that is not a time (or lies in the future), or a
-``customer_id`` that is no profile is rejected with its line and reason; the valid rows are stored
-together, in one transaction, and an observation already stored keeps its earliest ``first_seen``.
+an empty or overlong value, a ``first_seen`` that is not a time (or lies in the future), a NUL
+character, or a ``customer_id`` that is no profile is rejected with its (first) line and reason; the
+valid rows are stored together, in one transaction, and an observation already stored keeps its
+earliest ``first_seen``.
 """
 
 from __future__ import annotations
@@ -101,15 +102,18 @@ def load_identifiers(engine: Engine, path: Path, *, source: str | None = None) -
     result = LoadResult()
     staged: list[tuple[Any, ...]] = []
     now = datetime.now(UTC)
-    line = 1
+    last = reader.line_num  # the header's last line
     try:
         for cells in reader:
-            line = reader.line_num
+            line, last = last + 1, reader.line_num  # a row's line is its first (a quoted cell may span lines)
             if not any(c.strip() for c in cells):
                 continue
             result.rows += 1
             if len(cells) != len(header):
                 result.rejected.append((line, f"has {len(cells)} cells, the header {len(header)}"))
+                continue
+            if any("\x00" in c for c in cells):  # PostgreSQL's text cannot hold one
+                result.rejected.append((line, "contains a NUL character (is the file binary?)"))
                 continue
             row = dict(zip(header, cells, strict=True))
             problem, first_seen = _row_problem(row, now)
@@ -129,7 +133,7 @@ def load_identifiers(engine: Engine, path: Path, *, source: str | None = None) -
                 )
             )
     except csv.Error as exc:
-        raise InputError(f"{path}:{line + 1}: is not valid CSV ({exc})") from None
+        raise InputError(f"{path}:{last + 1}: is not valid CSV ({exc})") from None
     with transaction(engine) as tx:
         tx.execute(
             "create temp table _load (line int, customer_id text, kind text, value text, norm text,"
