@@ -51,7 +51,7 @@ test: $(STAMP) $(BROWSER) ## run the whole test suite (unit, dags, integration) 
 test-fast: $(STAMP) ## unit tests only (no database, no Airflow)
 	$(BIN)/python -m pytest -q -m unit $(PYTEST_ARGS)
 
-fuzz: $(STAMP) ## fuzz the campaign/policy loaders and the DAG files with thousands of mutated files (minutes)
+fuzz: $(STAMP) ## fuzz the campaign/policy loaders, DAG files, scenario and identifier loaders and every web route with thousands of examples (~15 min)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -m fuzz $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy (strict on include/baton)

@@ -102,7 +102,7 @@ def verify_token(secret: bytes, token: str) -> UnsubscribeClaim:
         raise ValueError("unsubscribe token signature does not match: the link was altered or is not ours")
     try:
         data = json.loads(_unb64(payload))
-        if data.get("v") != 1:
+        if type(data.get("v")) is not int or data["v"] != 1:  # not true, 1.0
             raise ValueError("unsubscribe token has an unknown version")
         claim = UnsubscribeClaim(
             message_id=data["m"], customer_id=data["c"], channel=data["ch"], topic=data["t"]
@@ -110,10 +110,12 @@ def verify_token(secret: bytes, token: str) -> UnsubscribeClaim:
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError, UnicodeDecodeError):
         raise ValueError("unsubscribe token is malformed") from None
     if not (
-        isinstance(claim.message_id, int)
+        type(claim.message_id) is int  # not a bool
+        and -(2**63) <= claim.message_id < 2**63  # a message id (bigint)
         and isinstance(claim.customer_id, str)
         and isinstance(claim.channel, str)
         and isinstance(claim.topic, str)
+        and "\x00" not in claim.customer_id + claim.channel + claim.topic  # no text in the store has one
     ):
         raise ValueError("unsubscribe token is malformed")
     return claim

@@ -204,7 +204,8 @@ def _services(request: Request) -> WebServices:
 
 async def _guard(request: Request) -> None:
     """Every route: the user must be authenticated and allowed to see the Marketing view, unless the
-    route is public; requests that change something must come from this origin."""
+    route is public; requests that change something must come from this origin; a NUL character in the
+    path or a query parameter is refused (400) before any route reads it."""
     if request.scope.get("endpoint") in _public_endpoints:
         return
     user = await _services(request).authenticate(request)
@@ -213,6 +214,18 @@ async def _guard(request: Request) -> None:
         origin = request.headers.get("origin") or request.headers.get("referer") or ""
         if not origin or urlsplit(origin).netloc != request.headers.get("host", ""):
             raise HTTPException(403, "cross-origin request refused: use the Marketing view's own form")
+    _no_nul("the URL path", str(request.scope.get("path", "")))
+    for name, value in request.query_params.multi_items():
+        _no_nul(f"the parameter {name!r}", name + value)
+
+
+def _no_nul(what: str, value: str) -> None:
+    """400 when *value* holds a NUL character: no id, identifier, time or filter has one (and the store
+    cannot even compare one)."""
+    if "\x00" in value:
+        raise HTTPException(
+            400, f"{what} contains a NUL character (%00): no customer, campaign or time has one"
+        )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -412,8 +425,10 @@ def calendar_api(request: Request) -> JSONResponse:
 
 
 def _funnel(request: Request, cycle: str) -> dict[str, Any] | None:
-    at = _when(cycle, "cycle")
-    assert at is not None
+    try:
+        at = queries.parse_time(cycle, "cycle")  # a blank one too is no time (not "none given")
+    except InputError as exc:
+        raise HTTPException(400, str(exc)) from None
     return queries.cycle_funnel(_engine(request), _dep(request), at)
 
 
@@ -575,6 +590,8 @@ def test_send(
             "simple auth manager; with FAB, 'can create' on the DAG's runs)",
             back=back,
         )
+    for name, value in (("channel", channel), ("addresses", addresses), ("customer", customer)):
+        _no_nul(f"the field {name!r}", value)
     try:
         shown = pv.preview(services.engine(), d, campaign_id, customer or None, timeout_s=5)
         if services.connection is None:

@@ -68,18 +68,34 @@ TIMELINE_PENDING = 50
 HOLDOUTS = ("holdout_global", "holdout_campaign")
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""The times :func:`parse_time` accepts: ``[EARLIEST, LATEST)``, far enough from the ends of Python's
+datetimes that the views' windows (weeks around a time) stay within them."""
+
+
 def parse_time(text: str, what: str = "time") -> datetime:
-    """An ISO 8601 time (``2026-03-02T15:00:00Z``; a date means its midnight UTC) as UTC; InputError otherwise."""
+    """An ISO 8601 time (``2026-03-02T15:00:00Z``; a date means its midnight UTC) as UTC, from 1970 to 8999;
+    InputError otherwise."""
     value = (text or "").strip()
+    t: datetime | None
     try:
         if len(value) == 10:
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
-        t = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+") if "T" in value else value)
+            t = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        else:
+            t = datetime.fromisoformat(
+                value.replace("Z", "+00:00").replace(" ", "+") if "T" in value else value
+            )
+            t = (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         raise InputError(
             f"{what} {text!r} is not a time: write ISO 8601 in UTC, e.g. 2026-03-02T15:00:00Z"
         ) from None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first datetime in UTC
+        t = None
+    if t is None or not EARLIEST <= t < LATEST:
+        raise InputError(f"{what} {text!r} is out of range: write a time from 1970 to 8999")
+    return t
 
 
 @contextmanager
