@@ -329,15 +329,26 @@ class Tree:
             self.links.pop(parent, None)
 
     def write(self, directory: Path) -> None:
+        """Write the tree; where one name is a folder, a file and a symlink, the symlink wins, then the file."""
         directory.mkdir(parents=True)
         for name in sorted(self.dirs):
             (directory / name).mkdir(parents=True, exist_ok=True)
         for name, data in self.files.items():
             (directory / name).parent.mkdir(parents=True, exist_ok=True)
+            _make_room(directory / name)
             (directory / name).write_bytes(data)
         for name, target in self.links.items():
             (directory / name).parent.mkdir(parents=True, exist_ok=True)
+            _make_room(directory / name)
             os.symlink(target, directory / name)
+
+
+def _make_room(path: Path) -> None:
+    """Remove what is at *path* (a folder, a file or a symlink), if anything."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 BASE = Tree(dict(BASE_FILES))
@@ -955,6 +966,8 @@ def _identity_file(workdir: Path, tree: Tree) -> tuple[Path, Path]:
     )
 )
 @example(tree=Tree({"identifiers.csv": b'customer_id,kind,value\nc1,fax,"two\nlines"\nc1,login,x\n'}))
+@example(tree=Tree({"customers.csv": b""}, dirs={"customers.csv"}))  # one name, two kinds of entry
+@example(tree=Tree({"customers.csv": b""}, links={"customers.csv": "customers.csv"}))
 def test_identity_load_stores_rejects_or_fails_whole(workdir: Path, fuzz_store: Engine, tree: Tree) -> None:
     base, path = _identity_file(workdir, tree)
     try:
