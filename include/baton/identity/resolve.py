@@ -83,7 +83,7 @@ def observations_sql(*, since: str | None = None, profiles: str | None = None, a
     where_i, where_c = ["true"], ["true"]
     if since is not None:
         where_i.append(f"i.added_at > {since}")
-        where_c.append(f"(c.created_at > {since} or c.updated_at > {since})")
+        where_c.append(f"greatest(c.created_at, c.updated_at) > {since}")  # ix_customers_changed
     if profiles is not None:
         where_i.append(f"i.customer_id in (select customer_id from {profiles})")
         where_c.append(f"c.customer_id in (select customer_id from {profiles})")
@@ -139,7 +139,7 @@ def refresh_links(raw: Any, *, since: datetime | None, full: bool = False) -> Re
         raw.execute("drop table if exists _touched, _changed, _holders")
         raw.execute(
             "create temp table _changed as select customer_id from customers"
-            " where created_at > %(since)s or updated_at > %(since)s"
+            " where greatest(created_at, updated_at) > %(since)s"
             " union select customer_id from identifiers where added_at > %(since)s",
             {"since": since},
         )

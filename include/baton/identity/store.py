@@ -237,7 +237,7 @@ def _affected(tx: Session, since: datetime) -> int:
     tx.execute("drop table if exists _affected")
     tx.execute(
         "create temp table _affected as"
-        " with changed as (select customer_id from customers where created_at > %(since)s or updated_at > %(since)s"
+        " with changed as (select customer_id from customers where greatest(created_at, updated_at) > %(since)s"
         " union select customer_id from identifiers where added_at > %(since)s),"
         " touched as (select kind, norm from identity_links where customer_id in (select customer_id from changed)"
         " union select kind, norm from identity_exclusions where created_at > %(since)s),"

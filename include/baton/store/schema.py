@@ -41,6 +41,8 @@ customers = sa.Table(
         server_default=sa.func.now(),
         comment="when email, phone or push_token last changed (a trigger keeps it)",
     ),
+    # the profiles created or changed since a watermark (an incremental identity refresh), by index
+    sa.Index("ix_customers_changed", sa.text("greatest(created_at, updated_at)")),
     # every holder of a normalised value is found by index (baton.identity.normalize.norm_sql)
     *(
         sa.Index(
