@@ -483,6 +483,12 @@ def why(
     if cycle is not None:
         decisions = [d for d in decisions if d["cycle_at"] == at]
     else:
+        if view.pending_not_searched:
+            batches, rows = view.pending_not_searched
+            out.print(
+                f"{batches} batches ({rows:,} candidate rows) wait undecided: too many to search for this"
+                " person's (`baton status` lists batches left behind)"
+            )
         for c in reversed(view.pending):
             out.print(
                 f"{c['loaded_at']:%Y-%m-%d %H:%M} UTC  {c['campaign_id']:<22} {c['channel'] or '':<11}"

@@ -216,18 +216,25 @@ def test_customer_found_by_any_spelling_and_timeline_equals_the_store(
 
 
 def test_candidates_not_decided_yet_are_on_the_timeline_with_where_their_batch_stands(
-    client: TestClient, store: WebStore
+    client: TestClient, store: WebStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cid = store.unsubscribed
     other = q(store, "select customer_id from customers where customer_id <> :c limit 1", c=cid)[0][0]
     latest = store.cycles[-1]
     # (cycle the batch feeds, campaign): one after the latest cycle, one at an hour that never ran while
     # later ones did, one that landed after its cycle was decided, one of a campaign no longer deployed
+    crashed, running = store.cycles[3] + timedelta(minutes=15), store.cycles[4] + timedelta(minutes=15)
     batches = [
         (latest + timedelta(hours=1), "abandoned_cart", "waits for the cycle at"),
         (store.cycles[2] + timedelta(minutes=30), "price_drop", "which never ran"),
         (latest, "back_in_stock", "was decided: the next cycle decides it"),
         (latest + timedelta(hours=1), "retired_campaign", "no longer deployed"),
+        (crashed, "price_drop", "stopped while deciding: retry (clear) its run"),
+        (
+            store.cycles[-2],
+            "abandoned_cart",
+            f"being decided now by the cycle at {running:%Y-%m-%d %H:%M} UTC",
+        ),
     ]
     ids = []
     with store.engine.begin() as conn:
@@ -247,6 +254,15 @@ def test_candidates_not_decided_yet_are_on_the_timeline_with_where_their_batch_s
                 ),
                 {"b": batch, "c": cid, "o": other},
             )
+        # a cycle that stopped while deciding (no heartbeat for an hour), and one deciding now that took
+        # the late batch of an earlier cycle
+        conn.execute(
+            sa.text(
+                "insert into cycles (cycle_at, status, heartbeat_at, batch_ids) values"
+                " (:c, 'deciding', now() - interval '1 hour', '{}'), (:r, 'deciding', now(), array[:b]::bigint[])"
+            ),
+            {"c": crashed, "r": running, "b": ids[-1]},
+        )
     try:
         data = client.get(f"/marketing/api/customers/{cid}", headers=HTML).json()
         pending = {c["batch_id"]: c for c in data["pending"]}
@@ -260,7 +276,15 @@ def test_candidates_not_decided_yet_are_on_the_timeline_with_where_their_batch_s
         assert page.status_code == 200
         shown = re.findall(r'<li class="candidate" data-candidate="(\d+)\|0"', page.text)
         assert sorted(int(b) for b in shown) == sorted(ids)
-        assert "no decision yet" in page.text and "4 candidates not decided yet" in page.text
+        assert "no decision yet" in page.text and "6 candidates not decided yet" in page.text
+        # too many pending rows to search: said so, nothing searched
+        monkeypatch.setattr(queries, "PENDING_SCAN_LIMIT", 11)
+        data = client.get(f"/marketing/api/customers/{cid}", headers=HTML).json()
+        assert data["pending"] == []
+        page = client.get(f"/marketing/customers/{cid}", headers=HTML)
+        assert "6 batches (12 candidate rows) wait undecided" in page.text
+        monkeypatch.setattr(queries, "PENDING_SCAN_LIMIT", 12)
+        assert len(client.get(f"/marketing/api/customers/{cid}", headers=HTML).json()["pending"]) == 6
         # once decided, a batch leaves the pending list
         with store.engine.begin() as conn:
             conn.execute(
@@ -273,6 +297,9 @@ def test_candidates_not_decided_yet_are_on_the_timeline_with_where_their_batch_s
         with store.engine.begin() as conn:
             conn.execute(sa.text("delete from candidates where batch_id = any(:b)"), {"b": ids})
             conn.execute(sa.text("delete from candidate_batches where batch_id = any(:b)"), {"b": ids})
+            conn.execute(
+                sa.text("delete from cycles where cycle_at in (:c, :r)"), {"c": crashed, "r": running}
+            )
 
 
 def test_every_capped_decision_names_exactly_the_messages_that_filled_the_cap(store: WebStore) -> None:

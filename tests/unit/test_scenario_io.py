@@ -571,6 +571,14 @@ def test_parse_at_rejects(text: str) -> None:
         parse_at(text)
 
 
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "9999-12-31T00:00:00Z"])
+def test_parse_at_rejects_decision_times_no_cap_window_fits_around(text: str) -> None:
+    # the engine shifts T by cap windows and periods: year 1 and 9999 overflowed as tracebacks
+    with pytest.raises(InputError, match="out of range; give a decision time from 1970 to 8999"):
+        parse_at(text)
+    assert parse_at("8999-12-31T23:00:00Z").year == 8999 and parse_at("1970-01-01T00:00:00Z").year == 1970
+
+
 def test_format_utc() -> None:
     assert format_utc(datetime(2026, 3, 1, 21, 0, tzinfo=UTC)) == "2026-03-01T21:00:00Z"
     assert (

@@ -298,17 +298,34 @@ def test_pending_candidates_say_where_their_batch_stands() -> None:
     later = at + timedelta(hours=3)
 
     def state(
-        status: str | None, taken: bool = False, latest: datetime | None = later, deployed: bool = True
+        status: str | None,
+        *,
+        taken_by: datetime | None = None,
+        alive: bool = True,
+        latest: datetime | None = later,
+        campaign: str = "enabled",
     ) -> str:
         return ex.explain_pending(
-            at, cycle_status=status, taken_by_cycle=taken, latest_cycle=latest, deployed=deployed
+            at,
+            cycle_status=status,
+            taken_by=taken_by,
+            cycle_alive=alive,
+            latest_cycle=latest,
+            campaign=campaign,
         )
 
     assert state(None, latest=None) == "waits for the cycle at 2026-03-02 10:00 UTC: not decided yet"
     assert state(None, latest=at - timedelta(hours=1)).endswith("not decided yet")
     assert state(None).startswith("waits for the cycle at 2026-03-02 10:00 UTC, which never ran")
     assert "backfill that cycle" in state(None)
-    assert state("deciding", taken=True) == "being decided now by the cycle at 2026-03-02 10:00 UTC"
+    assert state("deciding", taken_by=at) == "being decided now by the cycle at 2026-03-02 10:00 UTC"
+    # a late batch a later cycle took, and a campaign disabled after the cycle took its batch
+    assert state("decided", taken_by=later) == "being decided now by the cycle at 2026-03-02 13:00 UTC"
+    assert state("deciding", taken_by=at, campaign="disabled").startswith("being decided now")
     assert state("deciding").startswith("landed after the cycle at 2026-03-02 10:00 UTC began")
+    assert state("deciding", alive=False).startswith(
+        "the cycle at 2026-03-02 10:00 UTC stopped while deciding"
+    )
     assert state("decided").startswith("landed after the cycle at 2026-03-02 10:00 UTC was decided")
-    assert "no longer deployed" in state(None, deployed=False)
+    assert "its campaign is no longer deployed" in state(None, campaign="unknown")
+    assert "its campaign is disabled, so no cycle takes it" in state("decided", campaign="disabled")

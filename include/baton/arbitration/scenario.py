@@ -300,14 +300,22 @@ def parse_time(text: str) -> datetime:
         raise ValueError("out of range in UTC") from None
 
 
+AT_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
+"""The decision times ``baton simulate --at`` takes: far enough from the ends of PostgreSQL's and
+Python's times that every cap window and calendar period around them exists."""
+
+
 def parse_at(text: str) -> datetime:
-    """Parse the ``--at`` option of ``baton simulate`` (ISO 8601; without an offset, UTC)."""
+    """Parse the ``--at`` option of ``baton simulate`` (ISO 8601; without an offset, UTC), 1970..8999."""
     try:
-        return parse_time(text)
+        at = parse_time(text)
     except ValueError:
         raise InputError(
             f"--at: cannot read {text!r} as a time; give ISO 8601 in UTC, e.g. 2026-03-02T12:00:00Z"
         ) from None
+    if not AT_RANGE[0] <= at < AT_RANGE[1]:
+        raise InputError(f"--at: {text!r} is out of range; give a decision time from 1970 to 8999")
+    return at
 
 
 def format_utc(dt: datetime) -> str:

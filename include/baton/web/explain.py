@@ -492,17 +492,23 @@ def explain_pending(
     cycle_at: datetime,
     *,
     cycle_status: str | None,
-    taken_by_cycle: bool,
+    taken_by: datetime | None,
+    cycle_alive: bool,
     latest_cycle: datetime | None,
-    deployed: bool,
+    campaign: str,
 ) -> str:
     """Why a candidate has no decision yet: where its batch stands.  A campaign run feeds the first
     cycle at or after its interval's end (*cycle_at*); *cycle_status* is that cycle's status (None:
-    it has not run), *taken_by_cycle* whether the cycle fixed the batch among those it decides,
-    *latest_cycle* the latest cycle that ran, *deployed* whether the campaign is still deployed."""
+    it has not run) and *cycle_alive* whether it still beats (a cycle that stopped while deciding
+    keeps its status until it is retried); *taken_by* is the decision time of a cycle deciding now
+    that took the batch; *latest_cycle* the latest cycle that ran; *campaign* ``enabled``,
+    ``disabled`` or ``unknown`` (no longer deployed)."""
     at = _utc(cycle_at)
-    if not deployed:
-        return f"not decided: its campaign is no longer deployed, so no cycle takes it (it was for the cycle at {at})"
+    if taken_by is not None:
+        return f"being decided now by the cycle at {_utc(taken_by)}"
+    if campaign != "enabled":
+        why = "is disabled" if campaign == "disabled" else "is no longer deployed"
+        return f"not decided: its campaign {why}, so no cycle takes it (it was for the cycle at {at})"
     if cycle_status is None:
         if latest_cycle is not None and cycle_at < latest_cycle:
             return (
@@ -510,8 +516,11 @@ def explain_pending(
                 " (backfill that cycle to decide it; `baton status` shows the command)"
             )
         return f"waits for the cycle at {at}: not decided yet"
-    if cycle_status != "decided" and taken_by_cycle:
-        return f"being decided now by the cycle at {at}"
+    if cycle_status != "decided" and not cycle_alive:
+        return (
+            f"the cycle at {at} stopped while deciding: retry (clear) its run; until it is decided, no"
+            " cycle takes this batch"
+        )
     if cycle_status != "decided":
         return f"landed after the cycle at {at} began: the next cycle decides it"
     return f"landed after the cycle at {at} was decided: the next cycle decides it"

@@ -34,6 +34,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from baton.arbitration.cycle import LEASE as CYCLE_LEASE
 from baton.errors import AudienceError, InputError
 from baton.identity import admin
 from baton.identity.resolve import IdentitySettings
@@ -65,6 +66,8 @@ MAX_DAYS = 62
 TIMELINE_DECISIONS = 300
 TIMELINE_EVENTS = 100
 TIMELINE_PENDING = 50
+PENDING_SCAN_LIMIT = 5_000_000
+"""A customer's candidates not decided yet are searched among at most this many pending rows."""
 HOLDOUTS = ("holdout_global", "holdout_campaign")
 
 
@@ -421,6 +424,7 @@ class Timeline:
     more_decisions: bool = False
     more_events: bool = False
     more_pending: bool = False
+    pending_not_searched: tuple[int, int] | None = None  # (batches, rows) too many to search
 
     def items(self) -> list[dict[str, Any]]:
         """Events and decisions in one list, newest first: a decision item is one campaign in one cycle,
@@ -591,25 +595,32 @@ def customer_timeline(
         more_decisions = len(decisions) > TIMELINE_DECISIONS
         # candidates proposed but not decided yet: the pending batches (few: their partial index) first,
         # then only their rows (the candidates' primary key); candidates has no per-customer index, so
-        # this reads every row of the pending batches — about 130 ms per million pending rows
+        # this reads every row of the pending batches (about 130 ms per million) — skipped, and said so,
+        # when they hold more than PENDING_SCAN_LIMIT rows (batches left behind pile up)
         waiting = _rows(
             tx,
-            "select b.batch_id, b.campaign_id, b.cycle_at, b.loaded_at, b.run_id, y.status as cycle_status,"
-            " coalesce(b.batch_id = any(y.batch_ids), false) as taken_by_cycle"
+            "select b.batch_id, b.campaign_id, b.cycle_at, b.loaded_at, b.run_id, b.row_count,"
+            " y.status as cycle_status, coalesce(y.heartbeat_at > now() - %(lease)s, false) as cycle_alive,"
+            " (select min(z.cycle_at) from cycles z where z.status = 'deciding' and b.batch_id = any(z.batch_ids)"
+            " and z.heartbeat_at > now() - %(lease)s) as taken_by"
             " from candidate_batches b left join cycles y on y.cycle_at = b.cycle_at"
             " where b.decided_cycle_at is null and b.loaded_at < %(hi)s",
-            {"hi": until},
+            {"hi": until, "lease": CYCLE_LEASE},
         )
         batches = {b["batch_id"]: b for b in waiting}
-        pending = [
-            {**batches[c["batch_id"]], **c}
-            for c in _rows(
-                tx,
-                "select batch_id, seq, customer_id, score, channel, expires_at, payload from candidates"
-                " where batch_id = any(%(b)s) and customer_id = any(%(m)s) order by batch_id desc, seq limit %(n)s",
-                {"b": list(batches), "m": members, "n": TIMELINE_PENDING + 1},
-            )
-        ]
+        pending_rows = sum(int(b["row_count"] or 0) for b in waiting)
+        pending = []
+        if 0 < pending_rows <= PENDING_SCAN_LIMIT:
+            pending = [
+                {**batches[c["batch_id"]], **c}
+                for c in _rows(
+                    tx,
+                    "select batch_id, seq, customer_id, score, channel, expires_at, payload from candidates"
+                    " where batch_id = any(%(b)s) and customer_id = any(%(m)s) order by batch_id desc, seq"
+                    " limit %(n)s",
+                    {"b": list(batches), "m": members, "n": TIMELINE_PENDING + 1},
+                )
+            ]
         pending.sort(key=lambda c: (c["loaded_at"], c["batch_id"]), reverse=True)
         latest_cycle = tx.execute("select max(cycle_at) from cycles").fetchone()[0] if pending else None
         decisions = decisions[:TIMELINE_DECISIONS]
@@ -716,13 +727,16 @@ def customer_timeline(
             }
         )
     for row in pending:
+        campaign = dep.campaigns.get(row["campaign_id"])
         row["state"] = ex.explain_pending(
             row["cycle_at"],
             cycle_status=row.pop("cycle_status"),
-            taken_by_cycle=row.pop("taken_by_cycle"),
+            taken_by=row.pop("taken_by"),
+            cycle_alive=row.pop("cycle_alive"),
             latest_cycle=latest_cycle,
-            deployed=row["campaign_id"] in dep.campaigns,
+            campaign="unknown" if campaign is None else "enabled" if campaign.enabled else "disabled",
         )
+        row.pop("row_count")
     for p in profiles:
         p.pop("attributes", None)
     return Timeline(
@@ -753,6 +767,7 @@ def customer_timeline(
         more_events=len(events) > TIMELINE_EVENTS,
         pending=pending[:TIMELINE_PENDING],
         more_pending=len(pending) > TIMELINE_PENDING,
+        pending_not_searched=(len(waiting), pending_rows) if pending_rows > PENDING_SCAN_LIMIT else None,
     )
 
 
