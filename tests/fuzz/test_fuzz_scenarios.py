@@ -92,7 +92,7 @@ settings.register_profile(
 )
 PROFILE = "fuzz" if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else "fuzz-quick"
 EXAMPLES = {
-    "fuzz-quick": {"load": 400, "simulate": 20, "identity": 50, "identity_cli": 10},
+    "fuzz-quick": {"load": 250, "simulate": 12, "identity": 40, "identity_cli": 8},
     "fuzz": {"load": 5000, "simulate": 300, "identity": 1000, "identity_cli": 100},
 }[PROFILE]
 

@@ -92,7 +92,7 @@ settings.register_profile(
 )
 PROFILE = "web-fuzz" if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else "web-fuzz-quick"
 EXAMPLES = {
-    "web-fuzz-quick": {"get": 60, "send": 200, "unsubscribe": 250, "anonymous": 200},
+    "web-fuzz-quick": {"get": 30, "send": 100, "unsubscribe": 120, "anonymous": 100},
     "web-fuzz": {"get": 400, "send": 1000, "unsubscribe": 2000, "anonymous": 1500},
 }[PROFILE]
 
