@@ -50,14 +50,14 @@ import re
 import shutil
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
@@ -67,6 +67,7 @@ from baton.cli import app
 from baton.errors import InputError
 from baton.identity.admin import LoadResult, load_identifiers
 from baton.identity.normalize import normalize
+from fuzz_support import Draw, fuzz_settings, line_ops
 
 pytestmark = pytest.mark.fuzz
 
@@ -76,29 +77,11 @@ AT = "2026-03-02T12:00:00Z"
 
 # --------------------------------------------------------------------------- profiles
 
-settings.register_profile(
-    "fuzz-quick",
-    derandomize=True,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
-settings.register_profile(
-    "fuzz",
-    derandomize=False,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
-PROFILE = "fuzz" if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else "fuzz-quick"
-EXAMPLES = {
-    "fuzz-quick": {"load": 250, "simulate": 12, "identity": 40, "identity_cli": 8},
-    "fuzz": {"load": 5000, "simulate": 300, "identity": 1000, "identity_cli": 100},
-}[PROFILE]
+EXAMPLES = {"load": (250, 5000), "simulate": (12, 300), "identity": (40, 1000), "identity_cli": (8, 100)}
 
 
 def _settings(kind: str) -> settings:
-    return settings(settings.get_profile(PROFILE), max_examples=EXAMPLES[kind])
+    return fuzz_settings(*EXAMPLES[kind])
 
 
 # --------------------------------------------------------------------------- the valid files
@@ -295,8 +278,6 @@ CELL = st.one_of(
     st.datetimes().map(lambda d: d.isoformat()),
 )
 
-Draw = Callable[[st.SearchStrategy[Any]], Any]
-
 
 # --------------------------------------------------------------------------- a folder as data
 
@@ -355,27 +336,6 @@ BASE = Tree(dict(BASE_FILES))
 
 
 # --------------------------------------------------------------------------- mutations
-
-
-def _lines(data: bytes) -> list[bytes]:
-    return data.splitlines(keepends=True) or [b""]
-
-
-def line_ops(draw: Draw, data: bytes) -> bytes:
-    """Delete, duplicate, swap or move lines."""
-    lines = _lines(data)
-    i = draw(st.integers(0, len(lines) - 1))
-    j = draw(st.integers(0, len(lines) - 1))
-    op = draw(st.sampled_from(["delete", "duplicate", "swap", "move"]))
-    if op == "delete":
-        del lines[i]
-    elif op == "duplicate":
-        lines.insert(j, lines[i])
-    elif op == "swap":
-        lines[i], lines[j] = lines[j], lines[i]
-    else:
-        lines.insert(j, lines.pop(i))
-    return b"".join(lines)
 
 
 BAD_BYTES = [

@@ -26,17 +26,16 @@ thousands of random examples).
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -44,6 +43,7 @@ from baton.cli import app
 from baton.spec import SpecValidationError, load_policy
 from baton.spec.loader import INTERNAL_ERROR
 from baton.spec.source import UNREADABLE
+from fuzz_support import Draw, fuzz_settings, line_ops, lines_of
 from parse_guard import guarded_dagbag
 
 pytestmark = pytest.mark.fuzz
@@ -65,28 +65,11 @@ SPECS: dict[str, dict[str, Any]] = {
 
 # --------------------------------------------------------------------------- profiles
 
-settings.register_profile(
-    "fuzz-quick",
-    derandomize=True,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
-settings.register_profile(
-    "fuzz",
-    derandomize=False,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
-PROFILE = "fuzz" if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else "fuzz-quick"
-EXAMPLES = {"fuzz-quick": {"validate": 400, "dagbag": 100}, "fuzz": {"validate": 5000, "dagbag": 1000}}[
-    PROFILE
-]
+EXAMPLES = {"validate": (400, 5000), "dagbag": (100, 1000)}  # (make test, make fuzz)
 
 
 def _settings(kind: str) -> settings:
-    return settings(settings.get_profile(PROFILE), max_examples=EXAMPLES[kind])
+    return fuzz_settings(*EXAMPLES[kind])
 
 
 # --------------------------------------------------------------------------- raw material
@@ -276,31 +259,8 @@ VALUES = st.deferred(  # deferred: a short name in hypothesis' statistics instea
     )
 )
 
-Draw = Callable[[st.SearchStrategy[Any]], Any]
-
 
 # --------------------------------------------------------------------------- mutations
-
-
-def _lines(data: bytes) -> list[bytes]:
-    return data.splitlines(keepends=True) or [b""]
-
-
-def line_ops(draw: Draw, data: bytes) -> bytes:
-    """Delete, duplicate or swap lines."""
-    lines = _lines(data)
-    i = draw(st.integers(0, len(lines) - 1))
-    j = draw(st.integers(0, len(lines) - 1))
-    op = draw(st.sampled_from(["delete", "duplicate", "swap", "move"]))
-    if op == "delete":
-        del lines[i]
-    elif op == "duplicate":
-        lines.insert(j, lines[i])
-    elif op == "swap":
-        lines[i], lines[j] = lines[j], lines[i]
-    else:
-        lines.insert(j, lines.pop(i))
-    return b"".join(lines)
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -367,7 +327,7 @@ def text_ops(draw: Draw, data: bytes) -> bytes:
     if matches and draw(st.booleans()):
         m = draw(st.sampled_from(matches))
         return data[: m.start(3)] + snippet + data[m.end(3) :]
-    lines = _lines(data)
+    lines = lines_of(data)
     i = draw(st.integers(0, len(lines)))
     indent = b" " * draw(st.sampled_from([0, 0, 2, 4, 1]))
     key = draw(st.sampled_from([b"", b"params: ", b"x: ", b"- ", b"topic: ", b"topics: ", b"<<: "]))

@@ -26,7 +26,7 @@ Over the app's own route table (so that a route added later is fuzzed too):
 
 The store is small (150 customers, last Monday's cycles) and the app is the real one with a stand-in
 for Airflow's login (as in test_web_pages.py).  Example counts come from a settings profile:
-``web-fuzz-quick`` (the default, derandomized so that ``make test`` is reproducible) or ``web-fuzz``
+``fuzz-quick`` (the default, derandomized so that ``make test`` is reproducible) or ``fuzz``
 (``HYPOTHESIS_PROFILE=fuzz``, ``make fuzz``: about ten times as many random examples).  The tests at
 the end are the cases the fuzzing found (each was a 500), kept as plain regression tests.
 """
@@ -39,7 +39,6 @@ import hmac
 import html
 import inspect
 import json
-import os
 import re
 from collections.abc import Iterator
 from datetime import timedelta, timezone
@@ -52,7 +51,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
@@ -64,6 +63,7 @@ from baton.web.app import WebServices, WebUser, create_app
 from baton.web.deployment import deployment
 from baton_dev.sinks import ProviderEmulator, SmtpSink
 from conftest import _fresh_database
+from fuzz_support import fuzz_settings
 from web_data import DAGS, WebStore, build
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
@@ -76,29 +76,11 @@ ORIGIN = "http://testserver"
 
 # --------------------------------------------------------------------------- profiles
 
-settings.register_profile(
-    "web-fuzz-quick",
-    derandomize=True,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
-settings.register_profile(
-    "web-fuzz",
-    derandomize=False,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
-PROFILE = "web-fuzz" if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else "web-fuzz-quick"
-EXAMPLES = {
-    "web-fuzz-quick": {"get": 30, "send": 100, "unsubscribe": 120, "anonymous": 100},
-    "web-fuzz": {"get": 400, "send": 1000, "unsubscribe": 2000, "anonymous": 1500},
-}[PROFILE]
+EXAMPLES = {"get": (30, 400), "send": (100, 1000), "unsubscribe": (120, 2000), "anonymous": (100, 1500)}
 
 
 def _settings(kind: str) -> settings:
-    return settings(settings.get_profile(PROFILE), max_examples=EXAMPLES[kind])
+    return fuzz_settings(*EXAMPLES[kind])
 
 
 # --------------------------------------------------------------------------- the app
