@@ -63,6 +63,7 @@ __all__ = [
     "DECISION_COLUMNS",
     "MAX_ID_LENGTH",
     "OUTCOMES",
+    "TIME_RANGE",
     "CandidateRow",
     "ConsentRow",
     "CustomerRow",
@@ -300,9 +301,10 @@ def parse_time(text: str) -> datetime:
         raise ValueError("out of range in UTC") from None
 
 
-AT_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
-"""The decision times ``baton simulate --at`` takes: far enough from the ends of PostgreSQL's and
-Python's times that every cap window and calendar period around them exists."""
+TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
+"""The times Baton takes from a user — ``baton simulate --at``, the Marketing view's and ``baton why``'s
+times — as ``[from, to)``: far enough from the ends of PostgreSQL's and Python's times that every cap
+window, calendar period and view's range around them exists."""
 
 
 def parse_at(text: str) -> datetime:
@@ -313,7 +315,7 @@ def parse_at(text: str) -> datetime:
         raise InputError(
             f"--at: cannot read {text!r} as a time; give ISO 8601 in UTC, e.g. 2026-03-02T12:00:00Z"
         ) from None
-    if not AT_RANGE[0] <= at < AT_RANGE[1]:
+    if not TIME_RANGE[0] <= at < TIME_RANGE[1]:
         raise InputError(f"--at: {text!r} is out of range; give a decision time from 1970 to 8999")
     return at
 

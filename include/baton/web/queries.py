@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from baton.arbitration.cycle import LEASE as CYCLE_LEASE
+from baton.arbitration.scenario import TIME_RANGE
 from baton.errors import AudienceError, InputError
 from baton.identity import admin
 from baton.identity.resolve import IdentitySettings
@@ -71,12 +72,6 @@ PENDING_SCAN_LIMIT = 5_000_000
 HOLDOUTS = ("holdout_global", "holdout_campaign")
 
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-"""The times :func:`parse_time` accepts: ``[EARLIEST, LATEST)``, far enough from the ends of Python's
-datetimes that the views' windows (weeks around a time) stay within them."""
-
-
 def parse_time(text: str, what: str = "time") -> datetime:
     """An ISO 8601 time (``2026-03-02T15:00:00Z``; a date means its midnight UTC) as UTC, from 1970 to 8999;
     InputError otherwise."""
@@ -96,7 +91,7 @@ def parse_time(text: str, what: str = "time") -> datetime:
         ) from None
     except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first datetime in UTC
         t = None
-    if t is None or not EARLIEST <= t < LATEST:
+    if t is None or not TIME_RANGE[0] <= t < TIME_RANGE[1]:
         raise InputError(f"{what} {text!r} is out of range: write a time from 1970 to 8999")
     return t
 
