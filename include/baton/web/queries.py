@@ -594,10 +594,12 @@ def customer_timeline(
         # when they hold more than PENDING_SCAN_LIMIT rows (batches left behind pile up)
         waiting = _rows(
             tx,
-            "select b.batch_id, b.campaign_id, b.cycle_at, b.loaded_at, b.run_id, b.row_count,"
+            # the live deciding cycles (few) are read once, not once per pending batch: no index on status
+            "with live as materialized (select cycle_at, batch_ids from cycles where status = 'deciding'"
+            " and heartbeat_at > now() - %(lease)s)"
+            " select b.batch_id, b.campaign_id, b.cycle_at, b.loaded_at, b.run_id, b.row_count,"
             " y.status as cycle_status, coalesce(y.heartbeat_at > now() - %(lease)s, false) as cycle_alive,"
-            " (select min(z.cycle_at) from cycles z where z.status = 'deciding' and b.batch_id = any(z.batch_ids)"
-            " and z.heartbeat_at > now() - %(lease)s) as taken_by"
+            " (select min(l.cycle_at) from live l where b.batch_id = any(l.batch_ids)) as taken_by"
             " from candidate_batches b left join cycles y on y.cycle_at = b.cycle_at"
             " where b.decided_cycle_at is null and b.loaded_at < %(hi)s",
             {"hi": until, "lease": CYCLE_LEASE},
