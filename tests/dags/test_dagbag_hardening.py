@@ -64,11 +64,32 @@ def _break(policy: Path, how: str) -> str:
     if how == "deep":
         policy.write_text("caps: " + "[" * 3000 + "]" * 3000 + "\n")
         return f"{policy}:1: (file): the YAML nests more than 32 levels deep"
+    if how == "renamed_yml":  # Airflow would run on the defaults: no caps, no quiet hours
+        policy.rename(policy.with_name("policy.yml"))
+        return f"{policy.with_name('policy.yml')}:1: (file): is not read: Baton reads the policy from policy.yaml only"
+    if how == "utf16":
+        policy.write_bytes(policy.read_text().encode("utf-16"))
+        return f"{policy}:1: (file): the file is saved as UTF-16"
+    if how == "never_fires":
+        policy.write_text('cycle: {schedule: "0 0 31 4 *"}\n')
+        return f"{policy}:1: cycle.schedule: the schedule '0 0 31 4 *' never fires"
     raise AssertionError(how)
 
 
 @pytest.mark.parametrize(
-    "how", ["value", "yaml", "binary", "impossible_date", "folder", "dangling_link", "deep"]
+    "how",
+    [
+        "value",
+        "yaml",
+        "binary",
+        "impossible_date",
+        "folder",
+        "dangling_link",
+        "deep",
+        "renamed_yml",
+        "utf16",
+        "never_fires",
+    ],
 )
 def test_invalid_policy_keeps_every_campaign_dag(dags: Path, how: str) -> None:
     from airflow.sdk.exceptions import AirflowFailException
@@ -139,3 +160,42 @@ def test_campaign_with_unlisted_topic_is_a_placeholder(dags: Path) -> None:
     inlets = {a.uri for a in bag.dags["baton_arbitration"].get_task("wait_for_campaigns").inlets}
     assert "baton://candidates/win_back" not in inlets  # the cycle does not wait for it
     assert "baton://candidates/price_drop" in inlets
+
+
+def test_every_invalid_file_gets_a_placeholder_of_its_own(dags: Path) -> None:
+    """Files whose placeholder ids collide (abandoned-cart.yaml and 'abandoned cart.yaml' beside the valid
+    abandoned_cart.yaml), a link under another name, a name Airflow would skip (upper.YAML) and a link to
+    the campaigns folder itself (a loop for Airflow's folder walk, which dags/.airflowignore keeps out):
+    every DAG stays and every bad file shows its own errors."""
+    campaigns = dags / "campaigns"
+    (campaigns / "abandoned-cart.yaml").write_text("id: [\n")
+    (campaigns / "abandoned cart.yaml").write_text("id: x\n")
+    (campaigns / "alias.yaml").symlink_to(campaigns / "abandoned_cart.yaml")
+    shutil.copy(campaigns / "win_back.yaml", campaigns / "upper.YAML")
+    (campaigns / "loop.yml").symlink_to(campaigns)
+    bag = guarded_dagbag(dags)
+    assert bag.import_errors == {}
+    _assert_campaign_dags_real(bag, CAMPAIGNS)
+    shown = {
+        dag_id: dag.doc_md
+        for dag_id, dag in bag.dags.items()
+        if "invalid" in dag.tags and dag_id != "baton_arbitration"
+    }
+    assert len(shown) == 5, sorted(shown)
+    expected = {
+        "abandoned-cart.yaml": "invalid YAML",
+        "abandoned cart.yaml": "id 'x' must equal the file name stem 'abandoned cart'",
+        "alias.yaml": "id 'abandoned_cart' must equal the file name stem 'alias'",
+        "upper.YAML": "is not read: Baton reads files ending in .yaml or .yml, in lower case",
+        "loop.yml": "is a directory, not a YAML file",
+    }
+    for name, message in expected.items():
+        docs = [doc for doc in shown.values() if f"{campaigns / name}:" in doc]
+        assert len(docs) == 1 and message in docs[0], (name, sorted(shown))
+
+
+def test_a_yml_campaign_names_its_own_file(dags: Path) -> None:
+    (dags / "campaigns" / "win_back.yaml").rename(dags / "campaigns" / "win_back.yml")
+    bag = guarded_dagbag(dags)
+    assert "invalid" not in bag.dags["campaign__win_back"].tags
+    assert str(dags / "campaigns" / "win_back.yml") in bag.dags["campaign__win_back"].doc_md

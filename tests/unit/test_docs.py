@@ -107,7 +107,7 @@ def test_type_and_default_come_from_the_models(generated: dict[Path, str]) -> No
     assert "| `expires_after` | duration" in campaign and "default: `24h` |" in campaign
     assert "| `topic` | text (not empty) | optional; default: the campaign's `id` |" in campaign
     caps = _section(policy, "`caps[]`")
-    assert "| `limit` | integer ≥ 0 | **required** |" in caps
+    assert "| `limit` | integer from 0 to 1,000,000 | **required** |" in caps
     assert "| `period` | one of `day`, `week`, `month` | optional |" in caps
     channels = _section(policy, "`channels.<channel>`")
     assert "`opt_in` for sms" in channels and "`opt_out` for email" in channels

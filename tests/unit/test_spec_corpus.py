@@ -310,6 +310,52 @@ CAMPAIGN_CASES: list[tuple[str, list[str]]] = [
             "6: expires_after: bad duration '0h': a duration must be greater than zero; use an integer and a unit m, h, d or w (90m, 24h, 7d, 2w)",
         ],
     ),
+    (
+        "yaml11_numbers",
+        [
+            "6: priority: 010 is read by YAML as the octal number 8: write 10 without the leading zero, or put it in quotes ('010') if it is text such as a code",
+            "9: params.country: NO is read by YAML as false: write true or false, or put it in quotes ('NO') if it is text (a country code such as NO, say)",
+            "10: params.zip: 02134 is read by YAML as the octal number 1116: write 2134 without the leading zero, or put it in quotes ('02134') if it is text such as a code",
+            "11: params.at: 12:30 is read by YAML as the base-60 number 750: put it in quotes ('12:30') if it is a time or text",
+        ],
+    ),
+    (
+        "set_channels",
+        [
+            "6: channels: a set (!!set) is not allowed: write a plain list [a, b], mapping or text",
+        ],
+    ),
+    (
+        "never_fires",
+        [
+            "4: schedule: the schedule '0 0 30 2 *' never fires (no such date, e.g. February 30th or April 31st): fix the day or the month",
+        ],
+    ),
+    (
+        "random_cron",
+        [
+            "4: schedule: bad cron expression 'R * * * *': the minute field uses croniter's R or H, which give another time on every evaluation; write fixed values: use a five-field cron expression (minute hour day-of-month month day-of-week, e.g. '0 * * * *') or one of @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually",
+        ],
+    ),
+    (
+        "unknown_filter",
+        [
+            "10: message.email.subject: line 1: no filter named 'defualt' (did you mean 'default'?): fix the name (Jinja's filters and tests are listed in its docs)",
+            "14: message.sms.text: line 2: no filter named 'nosuch': fix the name (Jinja's filters and tests are listed in its docs)",
+        ],
+    ),
+    (
+        "missing_include",
+        [
+            "10: message.email.subject: line 1: includes 'footer.j2', which is not a file of corpus/templates: create it or fix the name",
+        ],
+    ),
+    (
+        "frequency_too_large",
+        [
+            "7: frequency.limit: 99999999999 is too large: use an integer up to 1,000,000, or remove the cap for no limit",
+        ],
+    ),
 ]
 
 POLICY_CASES: list[tuple[str, list[str]]] = [
@@ -424,7 +470,7 @@ POLICY_CASES: list[tuple[str, list[str]]] = [
     (
         "unquoted_quiet_hours",
         [
-            '3: quiet_hours.sms.start: bad time 1260: write the time in quotes, e.g. "21:00" (YAML reads an unquoted 21:00 as the number 1260)',
+            "3: quiet_hours.sms.start: 21:00 is read by YAML as the base-60 number 1260: put it in quotes ('21:00') if it is a time or text",
         ],
     ),
     (
@@ -436,7 +482,31 @@ POLICY_CASES: list[tuple[str, list[str]]] = [
     (
         "zero_rate",
         [
-            "2: channels.email.rate_per_second: 0 is not allowed: use a number greater than 0, or remove the key for no limit",
+            "2: channels.email.rate_per_second: 0 is not allowed: use a number from 0.001 to 1,000,000 (messages per second), or remove the key for no limit",
+        ],
+    ),
+    (
+        "localtime_zone",
+        [
+            "1: default_timezone: unknown time zone 'localtime': use an IANA name such as 'UTC' or 'America/New_York'",
+        ],
+    ),
+    (
+        "nan_rate",
+        [
+            "2: channels.email.rate_per_second: nan is not allowed: use a number from 0.001 to 1,000,000 (messages per second), or remove the key for no limit",
+        ],
+    ),
+    (
+        "huge_cap",
+        [
+            "2: caps[0].limit: 3000000000 is too large: use an integer up to 1,000,000, or remove the cap for no limit",
+        ],
+    ),
+    (
+        "reversed_cycle_range",
+        [
+            "2: cycle.schedule: bad cron expression '50-10 * * * *': the minute range 50-10 runs backwards; write it from low to high, or as two ranges (50-59,0-10)",
         ],
     ),
 ]

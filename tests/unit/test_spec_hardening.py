@@ -301,8 +301,13 @@ def test_file_name_that_is_not_utf8(dags: Path) -> None:
             "(file): an alias (*name) repeats a value that contains the alias itself, so the value never "
             "ends: remove the alias or point it at another value",
         ),
+        (
+            "{s: &s '" + "x" * 200_000 + "', l: [" + ", ".join(["*s"] * 30) + "]}",
+            "(file): the YAML holds more than 4 MiB of text once its aliases (*name) are expanded: "
+            "write the values out or use fewer aliases",
+        ),
     ],
-    ids=["flow_5000", "mappings_40", "alias_chain", "billion_laughs", "recursive_alias"],
+    ids=["flow_5000", "mappings_40", "alias_chain", "billion_laughs", "recursive_alias", "text_amplified"],
 )
 def test_nesting_and_aliases(dags: Path, value: str, message: str) -> None:
     path = _cart(dags, "\nparams: {min_cart_value: 20}\n", f"\nparams: {value}\n")

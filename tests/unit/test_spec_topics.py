@@ -136,13 +136,16 @@ def test_invalid_policy_reports_itself_and_checks_no_topic(dags: Path) -> None:
 
 
 def test_campaign_beside_its_policy(dags: Path) -> None:
-    """A campaign directly in the folder given (no campaigns/ subfolder) is checked against that folder's policy."""
+    """A campaign file given alone beside a policy.yaml is checked against that policy; in a dags folder
+    that has campaigns/, it is reported as not read (Airflow reads campaigns/ only)."""
     shutil.move(dags / "campaigns" / "abandoned_cart.yaml", dags / "abandoned_cart.yaml")
     path = _campaign_at(dags / "abandoned_cart.yaml", "topic: promotions", "topic: newsleter")
-    issues = validate_paths([dags])
+    issues = validate_paths([path])
     assert [(i.file, i.field) for i in issues] == [(path, "topic")]
     assert "(did you mean 'newsletter'?)" in issues[0].message
-    assert [(i.file, i.field) for i in validate_paths([path])] == [(path, "topic")]
+    in_folder = validate_paths([dags])
+    assert [(i.file, i.field) for i in in_folder] == [(path, "(file)")]
+    assert in_folder[0].message.startswith("is not read: campaigns live in")
 
 
 def _campaign_at(path: Path, old: str, new: str) -> Path:

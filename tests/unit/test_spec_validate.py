@@ -26,7 +26,7 @@ def project(tmp_path: Path) -> Path:
     shutil.copy(CORPUS / "templates" / "good.html.j2", dags / "templates")
     shutil.copy(CORPUS / "campaigns" / "priority_out_of_range.yaml", dags / "campaigns")
     shutil.copy(CORPUS / "campaigns" / "missing_template.yaml", dags / "campaigns")
-    shutil.copy(CORPUS / "campaigns" / "bad_duration.yaml", dags)  # a campaign directly in the folder
+    shutil.copy(CORPUS / "campaigns" / "bad_duration.yaml", dags)  # beside campaigns/: Airflow never reads it
     (dags / "policy.yaml").write_text((CORPUS / "policies" / "duplicate_cap_name.yaml").read_text())
     return dags
 
@@ -40,15 +40,42 @@ def test_folder_reports_every_bad_file(project: Path) -> None:
     issues = validate_paths([project])
     assert [(i.file.relative_to(project).as_posix(), i.line, i.field) for i in issues] == [
         ("policy.yaml", 4, "caps[2].name"),
+        ("bad_duration.yaml", 1, "(file)"),
         ("campaigns/missing_template.yaml", 10, "message.email.template"),
         ("campaigns/priority_out_of_range.yaml", 6, "priority"),
-        ("bad_duration.yaml", 6, "expires_after"),
     ]
-    assert issues[1].message.startswith(f"template 'good.htm.j2' not found in {project / 'templates'}")
+    assert issues[1].message.startswith(f"is not read: campaigns live in {project / 'campaigns'}/")
+    assert issues[2].message.startswith(f"template 'good.htm.j2' not found in {project / 'templates'}")
+
+
+def test_yaml_files_airflow_would_not_read_are_reported(tmp_path: Path) -> None:
+    """What Airflow skips without a word — a policy.yml, a campaign file named x.YAML or 'x.yaml ' —
+    baton validate and the placeholder DAGs report, so that nobody edits a file that is never read."""
+    dags = tmp_path / "dags"
+    shutil.copytree(VALID, dags)
+    shutil.copy(dags / "policy.yaml", dags / "policy.yml")
+    shutil.copy(dags / "campaigns" / "abandoned_cart.yaml", dags / "campaigns" / "upper.YAML")
+    shutil.copy(dags / "campaigns" / "abandoned_cart.yaml", dags / "campaigns" / "spaced.yaml ")
+    issues = validate_paths([dags])
+    assert [(i.file.name, i.line) for i in issues] == [
+        ("policy.yml", 1),
+        ("spaced.yaml ", 1),
+        ("upper.YAML", 1),
+    ]
+    assert issues[0].message == (
+        "is not read: Baton reads the policy from policy.yaml only; merge what it holds into policy.yaml "
+        "and remove it"
+    )
+    assert issues[1].message.endswith("rename it to spaced.yaml")
+    assert issues[2].message.endswith("rename it to upper.yaml")
+    (dags / "policy.yaml").unlink()
+    assert [i.message for i in validate_paths([dags / "policy.yml"])] == [
+        "is not read: Baton reads the policy from policy.yaml only; rename it to policy.yaml"
+    ]
 
 
 def test_files_and_missing_paths(tmp_path: Path) -> None:
-    policy = tmp_path / "policy.yml"
+    policy = tmp_path / "policy.yaml"
     policy.write_text("global_control_percent: 60\n")
     campaign = CORPUS / "campaigns" / "unknown_channel.yaml"
     issues = validate_paths([tmp_path / "nowhere", policy, campaign, campaign])

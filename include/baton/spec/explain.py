@@ -233,6 +233,10 @@ def clip(message: str) -> str:
 
 
 def sort_issues(issues: list[SpecIssue]) -> list[SpecIssue]:
-    """*issues* without repeats, by line (issues without a line first), keeping the order of equal lines."""
-    unique = list(dict.fromkeys(issues))
-    return sorted(unique, key=lambda issue: issue.line or 0)
+    """*issues* by line (issues without a line first), keeping the order of equal lines, and only the first
+    of several about one field on one line (the reader's ``21:00 is read by YAML as the base-60 number
+    1260`` says it; the model's ``bad time 1260`` after it would say it again)."""
+    first: dict[tuple[object, int | None, str], SpecIssue] = {}
+    for issue in issues:
+        first.setdefault((issue.file, issue.line, issue.field), issue)
+    return sorted(first.values(), key=lambda issue: issue.line or 0)

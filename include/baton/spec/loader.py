@@ -18,13 +18,15 @@ from pydantic import ValidationError
 
 from baton.spec.enums import Category
 from baton.spec.explain import clip, issues_from_error, sort_issues
-from baton.spec.issues import FILE_FIELD, SpecIssue, SpecValidationError
+from baton.spec.issues import FILE_FIELD, SpecIssue, SpecValidationError, shown_path
 from baton.spec.models import Campaign, Policy
 from baton.spec.source import LineIndex, read_yaml, shorten
 
 log = logging.getLogger(__name__)
 
-POLICY_NAMES = ("policy.yaml", "policy.yml")
+POLICY_FILE = "policy.yaml"
+"""The policy of a deployment: ``dags/policy.yaml`` (a ``policy.yml`` is reported, never read)."""
+POLICY_NAMES = (POLICY_FILE, "policy.yml")
 YAML_SUFFIXES = (".yaml", ".yml")
 
 INTERNAL_ERROR = "the file could not be checked"
@@ -182,12 +184,26 @@ def _yaml_files(directory: Path) -> tuple[list[Path], list[SpecIssue]]:
                 f"cannot list the folder ({exc.strerror or type(exc).__name__}): check its permissions",
             )
         ]
-    files = [
-        directory / name
-        for name in names
-        if os.path.splitext(name)[1] in YAML_SUFFIXES and not name.startswith(".")
-    ]
-    return files, []
+    files: list[Path] = []
+    issues: list[SpecIssue] = []
+    for name in names:
+        if name.startswith("."):
+            continue
+        suffix = os.path.splitext(name)[1]
+        if suffix in YAML_SUFFIXES:
+            files.append(directory / name)
+        elif os.path.splitext(name.strip())[1].lower() in YAML_SUFFIXES:  # x.YAML, "x.yaml ", x.Yml
+            stem, right = os.path.splitext(name.strip())
+            issues.append(
+                SpecIssue(
+                    directory / name,
+                    1,
+                    FILE_FIELD,
+                    f"is not read: Baton reads files ending in .yaml or .yml, in lower case and with nothing "
+                    f"after it; rename it to {stem.strip()}{right.lower()}",
+                )
+            )
+    return files, issues
 
 
 def _load_each(
@@ -262,7 +278,25 @@ def _exists(path: Path) -> bool:
     return os.path.lexists(path)
 
 
+def _stray_policy(path: Path) -> SpecIssue | None:
+    """A ``policy.yml``: Airflow and every command read ``policy.yaml`` only, so it would be ignored."""
+    stray = path if path.name == "policy.yml" else path.with_name("policy.yml")
+    if not _exists(stray):
+        return None
+    how = (
+        "merge what it holds into policy.yaml and remove it"
+        if _exists(stray.with_name(POLICY_FILE))
+        else "rename it to policy.yaml"
+    )
+    return SpecIssue(
+        stray, 1, FILE_FIELD, f"is not read: Baton reads the policy from policy.yaml only; {how}"
+    )
+
+
 def _policy(path: Path) -> tuple[Policy | None, list[SpecIssue]]:
+    stray = _stray_policy(path) if path.name in POLICY_NAMES else None
+    if stray is not None:
+        return None, [stray]
     if not _exists(path):
         return Policy(), []
     return _guarded(path, lambda: _policy_unguarded(path))
@@ -336,25 +370,36 @@ class _Paths:
 
     def add_dir(self, path: Path) -> None:
         """A directory: its policy, the campaigns in its ``campaigns/`` and the other YAML files in it."""
-        present = [path / name for name in POLICY_NAMES if _exists(path / name)]
-        for policy_path in present:
-            self.load_policy(policy_path)
-        policy_file = present[0] if present else path / POLICY_NAMES[0]
+        policy_file = path / POLICY_FILE
+        self.load_policy(policy_file)
         found_files: list[Path] = []
         folder = path / "campaigns"
-        if folder.is_dir():
+        directly, problems = _yaml_files(path)
+        self.issues.extend(problems)
+        directly = [f for f in directly if not _is_policy(f)]
+        if folder.is_dir():  # a deployment's dags folder: Airflow reads campaigns/ only
             in_folder, problems = _yaml_files(folder)
             self.issues.extend(problems)
             found_files.extend(in_folder)
-        directly, problems = _yaml_files(path)
-        self.issues.extend(problems)
-        found_files.extend(f for f in directly if not _is_policy(f))
+            self.issues.extend(
+                SpecIssue(
+                    file,
+                    1,
+                    FILE_FIELD,
+                    f"is not read: campaigns live in {shown_path(folder)}/ (Airflow reads no other folder); "
+                    "move it there, or remove it",
+                )
+                for file in directly
+            )
+        else:  # a folder of campaign files
+            found_files.extend(directly)
         for file in found_files:
             self.add_campaign(file, policy_file)
 
     def add_campaign(self, file: Path, policy_file: Path) -> None:
-        """A campaign file, checked against *policy_file*, unless already added under another name."""
-        key = os.path.realpath(file)
+        """A campaign file, checked against *policy_file*, unless already added by the same path
+        (a link under another name is read as that name, as Airflow does)."""
+        key = os.path.abspath(file)
         if key in self.seen:
             return
         self.seen.add(key)

@@ -21,6 +21,7 @@ error inside the string).
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Self
 
-from jinja2 import TemplateSyntaxError
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     AfterValidator,
@@ -51,7 +52,7 @@ from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, cor
 
 from baton.spec.durations import parse_duration
 from baton.spec.enums import DEFAULT_CONSENT, Category, Channel, ConsentMode, IdentifierKind, Period
-from baton.spec.schedule import PRESETS, cron_of
+from baton.spec.schedule import PRESETS, check_schedule
 
 ERROR_TYPE = "baton"
 """The pydantic error type of every check written in this package."""
@@ -59,7 +60,14 @@ ERROR_TYPE = "baton"
 CAMPAIGN_FREQUENCY = "campaign_frequency"
 """The name of a campaign's own frequency cap (reserved: no policy cap may use it)."""
 
-ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+ID_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
+"""A campaign id (matched whole: ``ID_PATTERN.fullmatch``)."""
+
+MAX_COUNT = 1_000_000
+"""The largest cap ``limit`` and ``max_profiles_per_value`` (the store keeps them as 32-bit integers)."""
+
+MIN_RATE, MAX_RATE = 0.001, 1_000_000.0
+"""The range of a channel's ``rate_per_second`` (one message per 1,000 s up to a million a second)."""
 
 MAX_TEMPLATE_BYTES = 1024 * 1024
 """The largest email template file read (1 MiB)."""
@@ -147,9 +155,72 @@ def _jinja_message(exc: TemplateSyntaxError) -> str:
 _TOO_DEEP = "the template nests too deeply (brackets or blocks inside each other): simplify it"
 
 
-def _jinja(value: str) -> str:
+def _unknown_name(tree: nodes.Template) -> tuple[str, int] | None:
+    """The first filter or test *tree* uses that Jinja does not have (``| defualt``), as a message.
+
+    Jinja reports an unknown filter only when the template compiles, and one inside an ``{% if %}``
+    only when that branch renders — message by message at send time."""
+    for node, kind, known in ((nodes.Filter, "filter", _JINJA.filters), (nodes.Test, "test", _JINJA.tests)):
+        for use in tree.find_all(node):
+            name = getattr(use, "name", None)
+            if isinstance(name, str) and name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                return f"no {kind} named {name!r}{hint}", use.lineno
+    return None
+
+
+def _includes(tree: nodes.Template) -> list[tuple[str, int]]:
+    """The files *tree* includes, extends or imports by a constant name, with their lines."""
+    found: list[tuple[str, int]] = []
+    for ref in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
+        target = getattr(ref, "template", None)
+        if isinstance(target, nodes.Const) and isinstance(target.value, str):
+            found.append((target.value, ref.lineno))
+    return found
+
+
+def _check_tree(tree: nodes.Template, templates_dir: Path | None, seen: set[str], where: str) -> None:
+    """Fail when *tree* (or a file it includes, recursively) uses an unknown filter or test, or includes a
+    file the templates folder does not have; *where* names the template in the message."""
+    inline = not where  # an inline field: the line in the template maps onto the file's line
+    problem = _unknown_name(tree)
+    if problem is not None:
+        message, line = problem
+        raise fail(
+            f"{where}line {line}: {message}: fix the name (Jinja's filters and tests are listed in its docs)",
+            template_line=line if inline else None,
+        )
+    if templates_dir is None:
+        return
+    for name, line in _includes(tree):
+        if name in seen:
+            continue
+        seen.add(name)
+        file = templates_dir / name
+        if ".." in PurePosixPath(name).parts or not file.is_file():
+            raise fail(
+                f"{where}line {line}: includes {name!r}, which is not a file of {templates_dir}: "
+                "create it or fix the name",
+                template_line=line if inline else None,
+            )
+        try:
+            included = _JINJA.parse(file.read_text(encoding="utf-8"), name=name)
+        except (OSError, UnicodeDecodeError, TemplateSyntaxError) as exc:
+            raise fail(f"{where}line {line}: the included {name!r} does not load ({exc}): fix it") from None
+        _check_tree(included, templates_dir, seen, f"{where}line {line}: included {name!r}, ")
+
+
+def _templates_dir(info: ValidationInfo | None) -> Path | None:
+    context = info.context if info is not None and isinstance(info.context, dict) else {}
+    folder = context.get("templates_dir")
+    return folder if isinstance(folder, Path) else None
+
+
+def _jinja(value: str, info: ValidationInfo) -> str:
     try:
-        _JINJA.parse(value)
+        tree = _JINJA.parse(value)
+        _check_tree(tree, _templates_dir(info), set(), "")
     except RecursionError:
         raise fail(_TOO_DEEP) from None
     except TemplateSyntaxError as exc:
@@ -214,17 +285,26 @@ def _clock_time(value: Any) -> Any:
 
 def _schedule(value: str) -> str:
     try:
-        cron_of(value)
+        check_schedule(value)
     except ValueError as exc:
         raise fail(str(exc)) from None
     return value
 
 
+_NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+"""Files of the zoneinfo folder that are no IANA zone: the host's own zone, a placeholder, a rule file
+(PostgreSQL knows none of them, and ``localtime`` would mean whatever the worker's host is set to)."""
+
+
+@functools.cache
+def iana_zones() -> frozenset[str]:
+    """The IANA time zone names (what PostgreSQL's ``pg_timezone_names`` holds too)."""
+    return frozenset(zoneinfo.available_timezones()) - _NOT_ZONES
+
+
 def _timezone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1, cutoff=0.6)
+    if value not in iana_zones():
+        close = difflib.get_close_matches(value, sorted(iana_zones()), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise fail(
             f"unknown time zone {value!r}: use an IANA name such as 'UTC' or 'America/New_York'{hint}"
@@ -271,13 +351,18 @@ def _not_negative(value: int) -> int:
         raise fail(
             f"{number_text(value)} is not allowed: use an integer 0 or greater (0 blocks every message the cap applies to)"
         )
+    if value > MAX_COUNT:
+        raise fail(
+            f"{number_text(value)} is too large: use an integer up to {MAX_COUNT:,}, or remove the cap for no limit"
+        )
     return value
 
 
-def _positive(value: float) -> float:
-    if value <= 0:
+def _rate(value: float) -> float:
+    if not MIN_RATE <= value <= MAX_RATE:  # also NaN and infinity
         raise fail(
-            f"{number_text(value)} is not allowed: use a number greater than 0, or remove the key for no limit"
+            f"{number_text(value)} is not allowed: use a number from {MIN_RATE:g} to {MAX_RATE:,.0f} "
+            "(messages per second), or remove the key for no limit"
         )
     return value
 
@@ -324,9 +409,11 @@ class Cap(_Model):
         description="Unique name of the cap; it is the `reason` of a `capped` outcome. "
         f"`{CAMPAIGN_FREQUENCY}` is reserved for campaigns' own `frequency` caps."
     )
-    limit: Annotated[StrictInt, AfterValidator(_not_negative), Shape("integer ≥ 0")] = Field(
-        description="How many counting messages a person may have in the window or period; "
-        "0 blocks every message the cap applies to."
+    limit: Annotated[StrictInt, AfterValidator(_not_negative), Shape(f"integer from 0 to {MAX_COUNT:,}")] = (
+        Field(
+            description="How many counting messages a person may have in the window or period; "
+            "0 blocks every message the cap applies to."
+        )
     )
     window: Duration | None = Field(
         default=None,
@@ -417,7 +504,7 @@ def _template_name(value: str, info: ValidationInfo) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(f"template {value!r} cannot be read ({exc}): make it a readable UTF-8 file") from None
     try:
-        _JINJA.parse(source, name=value)
+        _check_tree(_JINJA.parse(source, name=value), templates_dir, {value}, f"template {value!r}, ")
     except RecursionError:
         raise fail(f"template {value!r}: {_TOO_DEEP}") from None
     except TemplateSyntaxError as exc:
@@ -555,7 +642,7 @@ class Campaign(_Model):
     ``end_date`` are UTC datetimes (a date means its midnight UTC).
     """
 
-    id: Annotated[StrictStr, Shape(f"identifier matching `{ID_PATTERN.pattern}`")] = Field(
+    id: Annotated[StrictStr, Shape(f"identifier matching `^{ID_PATTERN.pattern}$`")] = Field(
         description="The campaign's identifier: lowercase letters, digits and `_`, starting with a letter, "
         "at most 63 characters. It must equal the file name without `.yaml` "
         "(`dags/campaigns/abandoned_cart.yaml` has `id: abandoned_cart`)."
@@ -642,7 +729,7 @@ class Campaign(_Model):
     @field_validator("id")
     @classmethod
     def _id(cls, value: str, info: ValidationInfo) -> str:
-        if not ID_PATTERN.match(value):
+        if not ID_PATTERN.fullmatch(value):
             raise fail(
                 f"id {value!r} is not allowed: use 1 to 63 characters, lowercase letters, digits and _, "
                 "starting with a letter (e.g. abandoned_cart)"
@@ -879,7 +966,10 @@ class ChannelSettings(_Model):
         description="The Airflow Connection holding the channel's delivery settings and credentials.",
         json_schema_extra={"doc_default": "`baton_<channel>`, e.g. `baton_email`"},
     )
-    rate_per_second: Annotated[StrictFloat, AfterValidator(_positive), Shape("number > 0")] | None = Field(
+    rate_per_second: (
+        Annotated[StrictFloat, AfterValidator(_rate), Shape(f"number from {MIN_RATE:g} to {MAX_RATE:,.0f}")]
+        | None
+    ) = Field(
         default=None,
         description="At most this many messages per second on the channel, across all delivery workers "
         "(none: no limit).",
@@ -895,7 +985,7 @@ class IdentityPolicy(_Model):
         description="The identifier kinds whose shared values link profiles into one person. Values of the "
         "other kinds are kept but link no one. An empty list links no one: every profile is a person.",
     )
-    max_profiles_per_value: Annotated[StrictInt, Shape("integer ≥ 1")] = Field(
+    max_profiles_per_value: Annotated[StrictInt, Shape(f"integer from 1 to {MAX_COUNT:,}")] = Field(
         default=10,
         description="A value held by more than this many profiles (at the decision time) links no one: a "
         "shop's front-desk address or a family tablet is not a person.",
@@ -927,6 +1017,10 @@ class IdentityPolicy(_Model):
             raise fail(
                 "a value must be allowed on at least 1 profile: use an integer 1 or greater "
                 "(1: no value links anyone; the default is 10)"
+            )
+        if value > MAX_COUNT:
+            raise fail(
+                f"{number_text(value)} is too large: use an integer from 1 to {MAX_COUNT:,} (the default is 10)"
             )
         return value
 

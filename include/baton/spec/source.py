@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ UNREADABLE = "the file could not be read as YAML"
 
 MAX_VALUES = 100_000
 """The most values (scalars, mappings and lists) a file may hold, counted after aliases are expanded."""
+
+MAX_TEXT = 4 * 1024 * 1024
+"""The most characters of text a file may hold, counted after aliases are expanded (a 600 kB string
+repeated 100,000 times by an alias would be 60 GB bound into an audience query)."""
 
 
 def dotted(path: Sequence[str | int]) -> str:
@@ -101,6 +106,27 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def _line_at(text: str | bytes, position: int) -> int:
+    """The 1-based line of *position* in *text*, with lines ending in LF, CRLF or a lone CR (as YAML reads)."""
+    head = text[:position]
+    if isinstance(head, bytes):
+        head = head.decode("latin-1")
+    return head.count("\n") + head.count("\r") - head.count("\r\n") + 1
+
+
+def _utf16(data: bytes) -> bool:
+    """Whether *data* looks like UTF-16 text: a byte-order mark, or ASCII with every other byte NUL."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    head = data[: min(len(data), 64) // 2 * 2]
+    if len(head) < 4:
+        return False
+    even, odd = head[0::2], head[1::2]
+    return (not odd.strip(b"\x00") and b"\x00" not in even) or (
+        not even.strip(b"\x00") and b"\x00" not in odd
+    )
+
+
 def _read_text(file: Path) -> tuple[str | None, SpecIssue | None]:
     """The text of *file*, or the issue that keeps it from being read."""
     try:
@@ -153,9 +179,16 @@ def _read_text(file: Path) -> tuple[str | None, SpecIssue | None]:
         return None, SpecIssue(file, 1, FILE_FIELD, f"cannot read the file ({_os_reason(exc)}): {how}")
     if len(data) > MAX_FILE_BYTES:
         return None, too_big
+    if _utf16(data):
+        return None, SpecIssue(
+            file,
+            1,
+            FILE_FIELD,
+            "the file is saved as UTF-16 (e.g. by PowerShell or Notepad): save it as UTF-8",
+        )
     nul = data.find(b"\x00")
     if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
+        line = _line_at(data, nul)
         return None, SpecIssue(
             file,
             line,
@@ -165,7 +198,7 @@ def _read_text(file: Path) -> tuple[str | None, SpecIssue | None]:
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        line = _line_at(data, exc.start)
         bad = data[exc.start : exc.start + 1].hex()
         return None, SpecIssue(
             file, line, FILE_FIELD, f"not UTF-8 text (byte 0x{bad} {exc.reason}): save the file as UTF-8"
@@ -250,8 +283,14 @@ def _yaml_issue(file: Path, text: str, exc: yaml.YAMLError) -> SpecIssue:
             )
         return SpecIssue(file, line, FILE_FIELD, f"invalid YAML: {problem}{context}: {_HOW_SYNTAX}")
     if isinstance(exc, yaml.reader.ReaderError):
-        line = text.count("\n", 0, exc.position) + 1
-        return SpecIssue(file, line, FILE_FIELD, f"invalid character in the file ({exc.reason}): remove it")
+        line = _line_at(text, exc.position)
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return SpecIssue(
+            file,
+            line,
+            FILE_FIELD,
+            f"invalid character {char!r} (U+{ord(char):04X}) in the file ({exc.reason}): remove it",
+        )
     return SpecIssue(file, 1, FILE_FIELD, f"invalid YAML: {shorten(str(exc), 200)}: {_HOW_SYNTAX}")
 
 
@@ -279,6 +318,7 @@ def _shape_issue(file: Path, root: yaml.Node, index: LineIndex) -> SpecIssue | N
     or a text with a character YAML would not read raw (NUL, a lone surrogate, a control character)."""
     depth: dict[int, int] = {}
     size: dict[int, int] = {}
+    text: dict[int, int] = {}
     on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -289,6 +329,8 @@ def _shape_issue(file: Path, root: yaml.Node, index: LineIndex) -> SpecIssue | N
             kids = _children(node)
             depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
             size[key] = 1 + sum(size[id(k)] for k in kids)
+            own = len(str(node.value)) if isinstance(node, yaml.ScalarNode) else 0
+            text[key] = own + sum(text[id(k)] for k in kids)
             line = node.start_mark.line + 1
             if depth[key] > MAX_DEPTH:
                 return SpecIssue(
@@ -305,6 +347,14 @@ def _shape_issue(file: Path, root: yaml.Node, index: LineIndex) -> SpecIssue | N
                     FILE_FIELD,
                     f"the YAML holds more than {MAX_VALUES:,} values once its aliases (*name) are "
                     "expanded: write the values out or use fewer aliases",
+                )
+            if text[key] > MAX_TEXT:
+                return SpecIssue(
+                    file,
+                    line,
+                    FILE_FIELD,
+                    f"the YAML holds more than {MAX_TEXT // 1024 // 1024} MiB of text once its aliases (*name) "
+                    "are expanded: write the values out or use fewer aliases",
                 )
             continue
         if key in size:
@@ -369,6 +419,71 @@ def _index(root: yaml.Node, index: LineIndex, issues: list[SpecIssue], file: Pat
                 index.lines[(*path, i)] = item.start_mark.line + 1
                 below.append((item, (*path, i)))
         stack.extend(reversed(below))
+
+
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+_STRUCTURE_TAGS = {
+    "tag:yaml.org,2002:set": "a set (!!set)",
+    "tag:yaml.org,2002:omap": "an ordered map (!!omap)",
+    "tag:yaml.org,2002:pairs": "a list of pairs (!!pairs)",
+    "tag:yaml.org,2002:binary": "binary data (!!binary)",
+}
+FREE_FORM = ("params",)
+"""Top-level keys whose values are the author's own (bound into the audience query as written)."""
+
+
+def _yaml11_issue(file: Path, path: PathKey, node: yaml.Node) -> SpecIssue | None:
+    """A value that YAML 1.1 (PyYAML) reads differently from how it reads to a person, or from YAML 1.2."""
+    where = shorten(dotted(path), 200)
+    line = node.start_mark.line + 1
+    if node.tag in _STRUCTURE_TAGS:
+        return SpecIssue(
+            file,
+            line,
+            where,
+            f"{_STRUCTURE_TAGS[node.tag]} is not allowed: write a plain list [a, b], mapping or text",
+        )
+    if not isinstance(node, yaml.ScalarNode) or node.style is not None:  # quoted or block text
+        return None
+    value = str(node.value)
+    if node.tag == "tag:yaml.org,2002:int" and _OCTAL.fullmatch(value):
+        digits = value.lstrip("+-").lstrip("0_") or "0"
+        return SpecIssue(
+            file,
+            line,
+            where,
+            f"{value} is read by YAML as the octal number {yaml.safe_load(value)}: write {digits} "
+            f"without the leading zero, or put it in quotes ('{value}') if it is text such as a code",
+        )
+    if node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and ":" in value:
+        return SpecIssue(
+            file,
+            line,
+            where,
+            f"{value} is read by YAML as the base-60 number {yaml.safe_load(value)}: put it in quotes "
+            f"('{value}') if it is a time or text",
+        )
+    if (
+        node.tag == "tag:yaml.org,2002:bool"
+        and path[:1] == FREE_FORM
+        and value.lower() not in ("true", "false")
+    ):
+        return SpecIssue(
+            file,
+            line,
+            where,
+            f"{value} is read by YAML as {str(yaml.safe_load(value)).lower()}: write true or false, "
+            f"or put it in quotes ('{value}') if it is text (a country code such as NO, say)",
+        )
+    return None
+
+
+def _yaml11_issues(file: Path, index: LineIndex) -> list[SpecIssue]:
+    """Every value of the file that YAML 1.1 reads as something else than it looks: ``010`` (octal 8),
+    ``1:20`` (base 60: 80), ``NO`` under ``params`` (false), and the tags that build sets, ordered maps,
+    pairs and bytes."""
+    found = (_yaml11_issue(file, path, node) for path, node in index.values.items())
+    return [issue for issue in found if issue is not None]
 
 
 _TAG_WORDS = {
@@ -448,6 +563,7 @@ def _parse(file: Path, text: str) -> tuple[YamlDocument | None, list[SpecIssue]]
             return YamlDocument(None, index), issues
         index.root_line = node.start_mark.line + 1
         _index(node, index, issues, file)
+        issues.extend(_yaml11_issues(file, index))
         shape = _shape_issue(file, node, index)
         if shape is not None:
             return None, [shape]

@@ -8,6 +8,7 @@ with them, so the problem is visible in the UI and the other campaigns keep thei
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections import defaultdict
@@ -19,6 +20,7 @@ from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
 
 from baton.spec import Campaign, Policy, SpecIssue, SpecValidationError, load_campaigns, load_policy
 from baton.spec.issues import FILE_FIELD, shown_path
+from baton.spec.loader import YAML_SUFFIXES
 from baton.spec.schedule import cron_of
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,17 @@ def _safe_id(stem: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", stem)[:200] or "unnamed"
 
 
+def _placeholder_id(file: Path, taken: dict[str, DAG]) -> str:
+    """The dag_id of an invalid file's placeholder: from its stem, or — when another DAG has that id
+    (``x.yaml`` beside ``x.yml``, ``x-y.yaml`` beside ``x_y.yaml``) — from its whole name, and failing
+    that with a hash of the name, so that no invalid file's errors go unseen."""
+    for dag_id in (dag_id_for(_safe_id(file.stem)), dag_id_for(_safe_id(file.name))):
+        if dag_id not in taken:
+            return dag_id
+    digest = hashlib.sha1(file.name.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()
+    return f"{dag_id_for(_safe_id(file.name))[:190]}_{digest[:10]}"
+
+
 def build_invalid_dag(stem: str, issues: list[SpecIssue], dag_id: str | None = None) -> DAG:
     """The placeholder of an invalid campaign file: paused, never scheduled, tagged ``invalid``; its
     documentation lists every error and its one task fails with them (no retries)."""
@@ -169,7 +182,14 @@ def build_campaign_dags(dags_folder: Path) -> dict[str, DAG]:
         if not c.enabled:
             log.info("campaign %s is disabled: no DAG", c.id)
             continue
-        source = campaigns_dir / f"{c.id}.yaml"
+        source = next(
+            (
+                campaigns_dir / f"{c.id}{suffix}"
+                for suffix in YAML_SUFFIXES
+                if (campaigns_dir / f"{c.id}{suffix}").exists()
+            ),
+            campaigns_dir / f"{c.id}.yaml",
+        )
         try:
             dags[dag_id_for(c.id)] = build_campaign_dag(c, source, dags_folder)
         except Exception as exc:  # a bug must not take the other campaigns down
@@ -182,10 +202,6 @@ def build_campaign_dags(dags_folder: Path) -> dict[str, DAG]:
         by_file[issue.file].append(issue)
     for file, file_issues in sorted(by_file.items()):
         log.error("invalid campaign file %s:\n%s", file, "\n".join(str(i) for i in file_issues))
-        dag_id = dag_id_for(_safe_id(Path(file).stem))
-        if dag_id in dags:  # another file has this id (x.yaml beside x.yml, or x-y.yaml beside x_y.yaml)
-            dag_id = dag_id_for(_safe_id(Path(file).name))
-        if dag_id in dags:
-            continue
+        dag_id = _placeholder_id(Path(file), dags)
         dags[dag_id] = build_invalid_dag(shown_path(Path(file).stem), file_issues, dag_id)
     return dags
