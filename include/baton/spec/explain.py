@@ -141,6 +141,8 @@ def _type_message(kind: str, value: Any) -> str:
         message = f"{number_text(value)} is too large: write a number of at most 15 digits"
     elif kind == "bool_type":
         message += ": write true or false without quotes"
+    if value is None:
+        message += ": write a value after the colon (or remove the key to use its default, where it has one)"
     return message
 
 
