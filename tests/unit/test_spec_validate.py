@@ -111,3 +111,17 @@ def test_cli_validate_good_folder_exits_0() -> None:
     result = CliRunner().invoke(app, ["validate", str(VALID)])
     assert result.exit_code == 0, result.output
     assert "all files valid" in result.stdout
+
+
+def test_an_empty_value_says_what_to_write(tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    shutil.copytree(VALID, dags)
+    path = dags / "campaigns" / "abandoned_cart.yaml"
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("priority:"))
+    lines[at] = "priority:"
+    path.write_text("\n".join(lines) + "\n")
+    assert [str(i) for i in validate_paths([path])] == [
+        f"{path}:{at + 1}: priority: must be an integer, not empty (null): write a value after the colon "
+        "(or remove the key to use its default, where it has one)"
+    ]
