@@ -245,16 +245,17 @@ def admin_password(home: Path) -> str:
 
 def seed_store(engine: Engine) -> str:
     """Seed (or top up) the store; the seed's mode: ``rebuild``, ``top_up`` or ``up_to_date``."""
-    from baton.seed import run_seed
+    from baton.seed import needs_rebuild, run_seed
 
     console.rule("[bold]1. the marketing store")
+    # a rebuild (other customers or generator version) is meant here: the demo then clears its history
     stats = run_seed(
         engine,
         customers=DEMO_CUSTOMERS,
         days=DEMO_DAYS,
         seed=DEMO_SEED,
         until=None,
-        reset=False,
+        reset=needs_rebuild(engine, customers=DEMO_CUSTOMERS, seed=DEMO_SEED),
         console=console,
     )
     return stats.mode

@@ -7,9 +7,10 @@ exit status, never a stack trace.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -32,8 +33,14 @@ out = Console(width=None if sys.stdout.isatty() else 160)  # wide tables when pi
 
 
 def _fail(exc: BatonError, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _not_found(query: str) -> NoReturn:
+    """No profile has *query*: one line, exit 1 (the same for every command that looks a person up)."""
+    err.print(f"no profile has the customer id or identifier {query!r}", highlight=False, markup=False)
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -80,7 +87,7 @@ def status(
     dags: Annotated[
         Path, typer.Option(help="the dags folder (its policy.yaml gives the cycle schedule)")
     ] = Path("dags"),
-    cycles: Annotated[int, typer.Option(help="how many recent cycles to show")] = 10,
+    cycles: Annotated[int, typer.Option(help="how many recent cycles to show", min=1, max=1000)] = 10,
 ) -> None:
     """Show recent cycles, batches waiting for a cycle that never ran, and the outbox per channel."""
     from rich.table import Table
@@ -159,7 +166,8 @@ def db_url(
 
     try:
         url = make_url(airflow_sql_alchemy_conn()) if airflow else store_url()
-        ensure_database(url.set(drivername="postgresql+psycopg"))
+        if not os.environ.get("BATON_DATABASE_URL"):  # the embedded server's databases; never a typo's
+            ensure_database(url.set(drivername="postgresql+psycopg"))
     except BatonError as exc:
         _fail(exc)
     print(url.render_as_string(hide_password=False) if sqlalchemy else libpq_url(url))
@@ -206,7 +214,7 @@ def simulate(
         "decisions.csv"
     ),
     shards: Annotated[
-        int, typer.Option(help="decide in this many shards (the result does not depend on it)")
+        int, typer.Option(help="decide in this many shards (the result does not depend on it)", min=1, max=64)
     ] = 1,
 ) -> None:
     """Decide one cycle from files with the DAG's engine (what-if analysis); writes decisions.csv."""
@@ -219,7 +227,8 @@ def simulate(
 
     try:
         when = parse_at(at)
-        scenario = load_scenario(scenario_dir, ignore=[out_path])
+        _outside(out_path, scenario_dir)
+        scenario = load_scenario(scenario_dir)
         for warning in scenario.warnings:
             err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
         ensure_database(store_url())
@@ -235,16 +244,37 @@ def simulate(
         out.print(f"  {outcome:<20} {n:>8,}")
 
 
+def _outside(out_path: Path, scenario_dir: Path) -> None:
+    """Refuse an ``--out`` inside the scenario folder: it would overwrite an input or become one."""
+    from baton.errors import InputError
+
+    target, folder = out_path.resolve(), scenario_dir.resolve()
+    if folder.is_dir() and (target == folder or folder in target.parents):
+        raise InputError(
+            f"--out {out_path} is inside the scenario folder {scenario_dir}: write the decisions elsewhere "
+            "(e.g. --out decisions.csv from outside the folder), so that no input file is overwritten"
+        )
+
+
 DagsOption = Annotated[
     Path, typer.Option("--dags", help="the dags folder: its policy.yaml holds the identity settings")
 ]
 
 
 def _identity_settings(dags: Path) -> Any:
+    """The identity settings of *dags*/policy.yaml; a missing file is an error, never the defaults (they
+    would link values the deployment blocks)."""
+    from baton.errors import ConfigError
     from baton.identity.resolve import IdentitySettings
     from baton.spec import load_policy
 
-    return IdentitySettings.of(load_policy(dags / "policy.yaml"))
+    policy = dags / "policy.yaml"
+    if not policy.is_file():
+        raise ConfigError(
+            f"{policy} not found: run from the project folder or pass --dags (the policy's identity settings"
+            " decide which values link profiles)"
+        )
+    return IdentitySettings.of(load_policy(policy))
 
 
 def _store() -> Any:
@@ -293,8 +323,16 @@ def identity_exclude(
         _fail(exc)
     out.print(
         f"excluded {kind} {value!r} ({holders} profile(s) hold it); the persons it linked split at the next"
-        " `baton identity resolve`, and every cycle that begins from now on decides without it"
+        " `baton identity resolve`, and every cycle that begins from now on decides without it",
+        markup=False,
+        highlight=False,
     )
+    if holders == 0:
+        err.print(
+            f"[yellow]warning:[/yellow] no profile holds this {escape(kind)} value: check the spelling (values"
+            " are compared normalised: emails in any case, phones by their digits, other kinds exactly)",
+            highlight=False,
+        )
 
 
 @identity_app.command("load")
@@ -335,10 +373,9 @@ def identity_show(
     except BatonError as exc:
         _fail(exc)
     if view is None:
-        err.print(f"no profile has the customer id or identifier {query!r}")
-        raise typer.Exit(1)
+        _not_found(query)
     out.print(
-        f"person [bold]{view.person_id}[/bold] ({len(view.profiles)} profile(s), as of the last resolve)"
+        f"person [bold]{escape(view.person_id)}[/bold] ({len(view.profiles)} profile(s), as of the last resolve)"
     )
     profiles = Table("profile", "created", "email", "phone", "push token", "timezone", "linked through")
     for p in view.profiles:
@@ -368,12 +405,23 @@ def identity_show(
     out.print(ids)
 
 
+def _current_persons(dags: Path) -> Any:
+    """The store, its persons brought up to date first (an incremental resolve, as each cycle does), so
+    that an export or an erasure takes every profile the person has now."""
+    from baton.identity.store import resolve
+
+    engine = _store()
+    resolve(engine, _identity_settings(dags))
+    return engine
+
+
 @person_app.command("export")
 def person_export(
     query: Annotated[str, typer.Argument(help="a customer id or any identifier of the person")],
     out_path: Annotated[
         Path | None, typer.Option("--out", help="write the JSON here (default: standard output)")
     ] = None,
+    dags: DagsOption = Path("dags"),
 ) -> None:
     """Write everything Baton holds about a person as JSON (GDPR article 15)."""
     import json
@@ -381,7 +429,7 @@ def person_export(
     from baton.identity.gdpr import export_person
 
     try:
-        data = export_person(_store(), query)
+        data = export_person(_current_persons(dags), query)
     except BatonError as exc:
         _fail(exc)
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
@@ -396,14 +444,23 @@ def person_export(
 def person_forget(
     query: Annotated[str, typer.Argument(help="a customer id or any identifier of the person")],
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    dags: DagsOption = Path("dags"),
 ) -> None:
     """Erase a person's personal data from every table, in one transaction (GDPR article 17)."""
-    from baton.identity.gdpr import forget_person
+    from baton.identity.gdpr import forget_person, person_to_forget
 
-    if not yes:
-        typer.confirm(f"Erase every profile of the person {query!r} names? This cannot be undone", abort=True)
     try:
-        result = forget_person(_store(), query)
+        engine = _current_persons(dags)
+        person, members = person_to_forget(engine, query)
+        shown = ", ".join(members[:20]) + (f" and {len(members) - 20} more" if len(members) > 20 else "")
+        err.print(
+            f"{query!r} names person {person}: {len(members)} profile(s) ({shown})",
+            highlight=False,
+            markup=False,
+        )
+        if not yes:
+            typer.confirm("Erase all of them? This cannot be undone", abort=True)
+        result = forget_person(engine, query, expected=(person, members))
     except BatonError as exc:
         _fail(exc)
     out.print(
@@ -440,7 +497,7 @@ def why(
         str | None,
         typer.Option("--cycle", help="only this cycle's decisions (its decision time, ISO 8601 UTC)"),
     ] = None,
-    days: Annotated[int, typer.Option(help="how many days back (without --cycle)")] = 30,
+    days: Annotated[int, typer.Option(help="how many days back (without --cycle)", min=1, max=62)] = 30,
     dags: DeploymentDagsOption = Path("dags"),
 ) -> None:
     """Why did this person get (or not get) a message? Every decision explained in words."""
@@ -468,8 +525,7 @@ def why(
     except BatonError as exc:
         _fail(exc)
     if view is None:
-        err.print(f"no profile has the customer id or identifier {query!r}")
-        raise typer.Exit(1)
+        _not_found(query)
     profiles = ", ".join(p["customer_id"] for p in view.profiles)
     control = view.control["global"]
     out.print(
@@ -560,6 +616,9 @@ def preview(
             content.pop("html")
         for key, value in content.items():
             out.print(f"{key}: {value}", highlight=False, markup=False, soft_wrap=True)
+    if shown.channels and all(ch.content is None for ch in shown.channels):
+        err.print("[red]no channel could be rendered[/red] (see the reasons above)")
+        raise typer.Exit(1)
     if not send_to:
         return
     addresses = list(send_to)
@@ -592,10 +651,28 @@ def main() -> None:
     """The ``baton`` command: warnings logged tersely, a BatonError printed as an error (exit 2)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # Airflow logs a malformed connection extra with a traceback, then answers {}; Baton's own strict
+    # parse reports it in one line (README, "Channels")
+    logging.getLogger("airflow.sdk.definitions.connection").setLevel(logging.CRITICAL)
+    import sqlalchemy.exc
+
     try:
         app()
     except BatonError as exc:  # pragma: no cover - commands catch their own
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(2)
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        # the server is down or refuses the URL's user, database or parameters: a setup problem, not a bug
+        from baton.store.engine import connection_problem, store_url
+
+        err.print(f"[red]error:[/red] {escape(connection_problem(store_url(), exc))}", highlight=False)
+        sys.exit(2)
+    except sqlalchemy.exc.ProgrammingError as exc:
+        if "connection option" not in str(exc) and "invalid dsn" not in str(exc):
+            raise
+        from baton.store.engine import connection_problem, store_url
+
+        err.print(f"[red]error:[/red] {escape(connection_problem(store_url(), exc))}", highlight=False)
         sys.exit(2)
 
 

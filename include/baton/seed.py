@@ -29,7 +29,10 @@ The parameters and the end of the last window are kept in ``baton_meta`` (key
 the seeder only appends the events in ``(previous until, new until]`` (bounded to the
 last ``days`` days); the result equals one run over the combined window, except for the
 surrogate ``event_id`` order.  Different parameters, ``reset=True`` or an interrupted
-previous run truncate the seeded tables and rebuild them.
+previous run truncate the seeded tables and rebuild them — without ``reset`` only while the
+store holds nothing seed did not write (identifiers from ``baton identity load``, cycles,
+messages): those would be lost or point at other people.  Arguments are checked before
+anything is touched (at most 10,000,000 customers and 3,650 days; ``until`` not in the future).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -57,6 +60,10 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 3  # 2: one person across several profiles (SPEC §6); 3: the very active shopper
 META_KEY = "seed"
 SEEDED_TABLES = ("customers", "identifiers", "consents", "suppressions", "events")
+MAX_CUSTOMERS = 10_000_000
+"""The most customers ``baton seed`` writes (the benchmarks use 1,000,000)."""
+MAX_DAYS = 3_650
+"""The most days of events ``baton seed`` writes."""
 DAY = 86_400
 CUSTOMER_CHUNK = 100_000
 COPY_FLUSH = 20_000  # lines per copy.write()
@@ -1605,6 +1612,49 @@ class _Plan:
     meta: dict[str, Any]
 
 
+def _refuse_silent_rebuild(conn: Connection, meta: dict[str, Any], *, customers: int, seed: int) -> None:
+    """A rebuild replaces every profile; without ``--reset`` it must not also throw away what seed did not
+    write — identifiers loaded by ``baton identity load`` — or leave history (cycles, messages) pointing at
+    customer ids that now hold other people."""
+    with transaction(conn) as tx:
+        loaded = int(tx.execute("select count(*) from identifiers where source is not null").fetchone()[0])
+        cycles = int(tx.execute("select count(*) from cycles").fetchone()[0])
+        messages = int(tx.execute("select count(*) from messages").fetchone()[0])
+    lost = [
+        what
+        for n, what in (
+            (loaded, f"{loaded:,} identifier(s) loaded by `baton identity load`"),
+            (cycles, f"{cycles:,} cycle(s)"),
+            (messages, f"{messages:,} message(s)"),
+        )
+        if n
+    ]
+    if not lost:
+        return
+    was = f"--customers {meta.get('customers')} --seed {meta.get('seed')}"
+    why = "a new generator version" if meta.get("version") != GENERATOR_VERSION else "other arguments"
+    raise ConfigError(
+        f"the store was seeded with {was}; {why} (--customers {customers} --seed {seed}) would rebuild it, "
+        f"deleting every profile while the store holds {', '.join(lost)} that would be lost or point at other "
+        f"people: pass --reset to rebuild anyway, or {was} to top it up"
+    )
+
+
+def needs_rebuild(engine: Engine, *, customers: int, seed: int) -> bool:
+    """Whether seeding with these arguments rebuilds the store (other arguments or generator version
+    than it was seeded with, or an unfinished seed) rather than topping it up."""
+    with transaction(engine) as tx:
+        has_meta = bool(tx.execute("select to_regclass('baton_meta') is not null").fetchone()[0])
+        meta = _read_meta(tx.cursor()) if has_meta else None
+    return not (
+        meta is not None
+        and meta.get("complete")
+        and meta.get("version") == GENERATOR_VERSION
+        and meta.get("customers") == customers
+        and meta.get("seed") == seed
+    )
+
+
 def _plan(conn: Connection, *, customers: int, days: int, seed: int, end: int, reset: bool) -> _Plan:
     """Rebuild, top up or nothing to add, from what ``baton_meta`` says about the store's data."""
     with transaction(conn) as tx, tx.cursor() as cur:
@@ -1628,6 +1678,8 @@ def _plan(conn: Connection, *, customers: int, days: int, seed: int, end: int, r
         raise ConfigError(
             "the store already holds customers that `baton seed` did not write; pass --reset to replace them"
         )
+    if meta is not None and has_rows and not reset:
+        _refuse_silent_rebuild(conn, meta, customers=customers, seed=seed)
     start = end - days * DAY
     meta = {
         "version": GENERATOR_VERSION,
@@ -1750,11 +1802,18 @@ def run_seed(
     console: Any = None,
 ) -> SeedStats:
     """Fill (or top up) the store with synthetic retail data; see the module docstring."""
-    if customers < 1:
-        raise ConfigError("--customers must be at least 1")
-    if days < 1:
-        raise ConfigError("--days must be at least 1")
-    end = int(_parse_until(until).timestamp())
+    if not 1 <= customers <= MAX_CUSTOMERS:
+        raise ConfigError(f"--customers must be from 1 to {MAX_CUSTOMERS:,}")
+    if not 1 <= days <= MAX_DAYS:
+        raise ConfigError(f"--days must be from 1 to {MAX_DAYS:,}")
+    until_at = _parse_until(until)
+    latest = datetime.now(UTC) + timedelta(days=1)
+    if not datetime(1971, 1, 1, tzinfo=UTC) + timedelta(days=days) <= until_at <= latest:
+        raise ConfigError(
+            f"--until {until_at.isoformat()} is out of range: give a time after 1971 plus --days and not in "
+            "the future (a seed up to a future time would leave later seeds nothing to add until then)"
+        )
+    end = int(until_at.timestamp())
     say: Callable[[str], None] = console.print if console is not None else (lambda _msg: None)
     t_all = time.perf_counter()
 

@@ -818,7 +818,11 @@ def test_simulate_cli_exits_0_or_2(workdir: Path, fuzz_store: Engine, tree: Tree
         assert exc is None, output
         assert "Traceback" not in output, output
         flat = " ".join(output.split())
-        if message is None:
+        if out_inside and directory.is_dir():  # an output inside the scenario could overwrite an input
+            assert code == 2, output
+            assert "is inside the scenario folder" in flat, output
+            assert not out.exists()
+        elif message is None:
             assert code == 0, output
             header = out.read_text(encoding="utf-8").splitlines()[0]
             assert header == "customer_id,campaign_id,channel,outcome,reason,send_at,person_id"

@@ -44,6 +44,7 @@ import csv
 import difflib
 import io
 import math
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -335,6 +336,31 @@ def format_utc(dt: datetime) -> str:
 # --------------------------------------------------------------------------- CSV
 
 
+MAX_CSV_BYTES = 4 * 1024**3
+"""The largest CSV file read (4 GiB; a 1M-customer scenario is a few hundred MB)."""
+
+
+def read_csv_text(path: Path) -> str:
+    """The text of the CSV file *path* (UTF-8, a byte-order mark dropped), or an :class:`InputError`
+    saying what keeps it from being read: not a regular file (a pipe or a link to a device would block
+    or never end), larger than :data:`MAX_CSV_BYTES`, unreadable or not UTF-8."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(
+                f"{path}: is not a regular file (a directory, pipe, socket or device): give a CSV file"
+            )
+        if info.st_size > MAX_CSV_BYTES:
+            raise InputError(
+                f"{path}: is larger than {MAX_CSV_BYTES // 1024**3} GiB: split it or check the file"
+            )
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: is not UTF-8 text; save it as UTF-8 CSV") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
 class _CsvFile:
     """Reads one scenario CSV file, row by row, with line numbers for errors."""
 
@@ -374,12 +400,7 @@ class _CsvFile:
 
     def _text(self) -> str:
         """The file's text (UTF-8, a byte-order mark dropped); a clear error when it cannot be read."""
-        try:
-            return self.path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            raise InputError(f"{self.path}: is not UTF-8 text; save it as UTF-8 CSV") from None
-        except OSError as exc:
-            raise InputError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
+        return read_csv_text(self.path)
 
     def _header(self, reader: Any) -> list[str]:
         """The header's column names, trimmed: each known and once, every required column present."""

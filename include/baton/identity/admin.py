@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,13 +22,15 @@ from typing import Any
 from psycopg.rows import dict_row
 from sqlalchemy.engine import Engine
 
-from baton.arbitration.scenario import parse_time
+from baton.arbitration.scenario import parse_time, read_csv_text
 from baton.errors import InputError
 from baton.identity.normalize import (
     KINDS,
     MAX_VALUE_LENGTH,
     PROFILE_COLUMNS,
+    WS,
     is_blocked,
+    is_junk,
     norm_sql,
     normalize,
 )
@@ -48,12 +51,7 @@ class LoadResult:
 
 
 def _read_rows(path: Path) -> tuple[list[str], Any]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: is not UTF-8 text; save it as UTF-8 CSV") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    text = read_csv_text(path)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [c.strip() for c in next(reader, [])]
@@ -176,7 +174,8 @@ def exclude(engine: Engine, kind: str, value: str, *, reason: str | None = None)
     with transaction(engine) as tx:
         tx.execute(
             "insert into identity_exclusions (kind, norm, value, reason) values (%(k)s, %(n)s, %(v)s, %(r)s)"
-            " on conflict (kind, norm) do update set reason = excluded.reason, created_at = now()",
+            " on conflict (kind, norm) do update"
+            " set reason = coalesce(excluded.reason, identity_exclusions.reason)",  # since: the first time
             {"k": kind, "n": norm, "v": value, "r": reason},
         )
         row = tx.execute(
@@ -222,24 +221,47 @@ def dict_rows(tx: Session, sql: str, params: dict[str, Any]) -> list[dict[str, A
         return list(cur.fetchall())
 
 
+_PHONE_LIKE = re.compile(r"\+?[0-9 ().\-/]+")
+
+
+def lookup_kinds(query: str) -> tuple[str, ...]:
+    """The identifier kinds a search text is compared as: an email only when it has an ``@``, a phone only
+    when it is written as one (digits, spaces, ``+ ( ) . - /``, at least 5 digits) — a phone keeps only
+    its digits, so ``x14160000002`` or ``mary.14160000002@example.com`` must not name the person whose
+    phone is +1 416 000 0002 — and the other kinds (trimmed, exact) always."""
+    text = query.strip(WS)
+    kinds = [k for k in KINDS if k not in ("email", "phone")]
+    if "@" in text:
+        kinds.insert(0, "email")
+    if _PHONE_LIKE.fullmatch(text) and sum(c.isdigit() for c in text) >= 5:
+        kinds.insert(0, "phone")
+    return tuple(kinds)
+
+
 def find_profiles(tx: Session, query: str) -> list[str]:
-    """The profiles a customer id or an identifier value (any kind, any spelling) names."""
+    """The profiles a customer id or an identifier value names: a customer id exactly, else the
+    identifier in any spelling, compared only as the kinds it can be (:func:`lookup_kinds`); a value
+    that identifies no one (``null``, ``000``, empty) names no one."""
     row = tx.execute("select customer_id from customers where customer_id = %(q)s", {"q": query}).fetchone()
     if row is not None:
         return [str(row[0])]
-    norms = {kind: normalize(kind, query) for kind in KINDS}
+    norms = {kind: normalize(kind, query) for kind in lookup_kinds(query)}
+    norms = {kind: norm for kind, norm in norms.items() if not is_junk(norm)}
+    if not norms:
+        return []
+    columns = [col for col in PROFILE_COLUMNS if col in norms]
     found = tx.execute(
         "select distinct customer_id from identifiers where (kind, norm) in"
         " (select * from unnest(%(kinds)s::text[], %(norms)s::text[]))"
         + "".join(
             f" union select customer_id from customers where {norm_sql(col, col)} = %(n_{col})s"
-            for col in PROFILE_COLUMNS
+            for col in columns
         )
         + " order by 1",
         {
             "kinds": list(norms),
             "norms": list(norms.values()),
-            **{f"n_{c}": norms[c] for c in PROFILE_COLUMNS},
+            **{f"n_{c}": norms[c] for c in columns},
         },
     ).fetchall()
     return [str(r[0]) for r in found]
@@ -253,21 +275,36 @@ def person_of(tx: Session, customer_id: str) -> str:
     return str(row[0]) if row else customer_id
 
 
+def person_named(tx: Session, query: str) -> tuple[str, list[str]] | None:
+    """The person a customer id or identifier names and all of its profiles (None: no profile has it).
+
+    Raises :class:`InputError` when the value names profiles of several persons (an excluded or
+    over-shared value): the command must not pick one of them."""
+    profiles = find_profiles(tx, query)
+    if not profiles:
+        return None
+    persons = sorted({person_of(tx, p) for p in profiles})
+    if len(persons) > 1:
+        shown = ", ".join(persons[:10]) + (", …" if len(persons) > 10 else "")
+        raise InputError(
+            f"{query!r} names profiles of {len(persons)} different persons ({shown}): "
+            "give a customer id or a value only one person holds"
+        )
+    person = persons[0]
+    rows = tx.execute(
+        "select customer_id from identity_persons where person_id = %(p)s union select %(p)s order by 1",
+        {"p": person},
+    ).fetchall()
+    return person, [str(r[0]) for r in rows]
+
+
 def show(engine: Engine, query: str, settings: IdentitySettings) -> PersonView | None:
     """The person named by *query* (a customer id or any identifier), as of the last resolve."""
     with transaction(engine) as tx:
-        profiles = find_profiles(tx, query)
-        if not profiles:
+        named = person_named(tx, query)
+        if named is None:
             return None
-        person = person_of(tx, profiles[0])
-        members = [
-            str(r[0])
-            for r in tx.execute(
-                "select customer_id from identity_persons where person_id = %(p)s"
-                " union select %(p)s order by 1",
-                {"p": person},
-            ).fetchall()
-        ]
+        person, members = named
         rows = dict_rows(
             tx,
             "select customer_id, email, phone, push_token, postal_address, first_name, last_name, timezone,"
@@ -343,6 +380,8 @@ __all__ = [
     "PersonView",
     "exclude",
     "find_profiles",
+    "lookup_kinds",
+    "person_named",
     "load_identifiers",
     "person_of",
     "show",

@@ -29,27 +29,16 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from baton.errors import InputError
-from baton.identity.admin import dict_rows, find_profiles, person_of
+from baton.identity.admin import dict_rows, person_named
 from baton.identity.normalize import normalize
 from baton.store.tx import Session, transaction
 
 
 def _members(tx: Session, query: str) -> tuple[str, list[str]]:
-    profiles = find_profiles(tx, query)
-    if not profiles:
+    named = person_named(tx, query)
+    if named is None:
         raise InputError(f"no profile has the customer id or identifier {query!r}")
-    persons = sorted({person_of(tx, p) for p in profiles})
-    if len(persons) > 1:
-        raise InputError(
-            f"{query!r} names profiles of {len(persons)} different persons ({', '.join(persons)}): "
-            "give a customer id or a value only one person holds"
-        )
-    person = persons[0]
-    rows = tx.execute(
-        "select customer_id from identity_persons where person_id = %(p)s union select %(p)s order by 1",
-        {"p": person},
-    ).fetchall()
-    return person, [str(r[0]) for r in rows]
+    return named
 
 
 def _plain(value: Any) -> Any:
@@ -146,10 +135,26 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def forget_person(engine: Engine, query: str) -> ForgetResult:
-    """Erase the person named by *query* from the store (see the module), in one transaction."""
+def person_to_forget(engine: Engine, query: str) -> tuple[str, list[str]]:
+    """The person *query* names and its profiles, to show before asking to erase them."""
+    with transaction(engine) as tx:
+        return _members(tx, query)
+
+
+def forget_person(
+    engine: Engine, query: str, *, expected: tuple[str, list[str]] | None = None
+) -> ForgetResult:
+    """Erase the person named by *query* from the store (see the module), in one transaction.
+
+    With *expected* (what :func:`person_to_forget` showed), nothing is erased when *query* names
+    another person or other profiles by now."""
     with transaction(engine) as tx:
         person, members = _members(tx, query)
+        if expected is not None and (person, members) != (expected[0], list(expected[1])):
+            raise InputError(
+                f"{query!r} names person {person} with profiles {', '.join(members)} now, not what was "
+                "confirmed: nothing was erased; run the command again"
+            )
         m = {"m": members}
         pseudonym = f"forgotten-{uuid.uuid4().hex}"
         profiles = tx.execute(

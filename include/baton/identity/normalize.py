@@ -96,6 +96,7 @@ __all__ = [
     "KINDS",
     "MAX_VALUE_LENGTH",
     "PROFILE_COLUMNS",
+    "WS",
     "blocked_set",
     "is_blocked",
     "is_junk",

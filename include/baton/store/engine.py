@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.parse
 import warnings
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -227,8 +228,16 @@ def store_url() -> URL:
     return server_url().set(database=STORE_DB)
 
 
+def quote_ident(name: str) -> str:
+    """*name* as a quoted SQL identifier (a ``"`` in it doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def ensure_database(url: URL) -> None:
-    """Create the database named in ``url`` if it does not exist yet."""
+    """Create the database named in ``url`` if it does not exist yet.
+
+    A server that cannot be reached, or a URL it does not accept, is a :class:`ConfigError` that says
+    where Baton tried to connect (never the password)."""
     assert url.database
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
@@ -239,10 +248,25 @@ def ensure_database(url: URL) -> None:
             if not exists:
                 # C collation (on libc-provider servers, as the embedded one): ids sort and compare
                 # bytewise, as Python's sorted() does, and text indexes and sorts cost ~1.7x less
-                conn.exec_driver_sql(f"create database \"{url.database}\" template template0 lc_collate 'C'")
+                conn.exec_driver_sql(
+                    f"create database {quote_ident(url.database)} template template0 lc_collate 'C'"
+                )
                 log.info("Created database %s", url.database)
+    except sa.exc.DBAPIError as exc:
+        raise ConfigError(connection_problem(url, exc)) from None
     finally:
         admin.dispose()
+
+
+def connection_problem(url: URL, exc: BaseException) -> str:
+    """What went wrong connecting to *url*, in one line that names the server but not the password."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = reason[0] if reason else type(exc).__name__
+    where = f"{url.host or 'localhost'}:{url.port or 5432}" if url.host or url.port else "the local socket"
+    return (
+        f"cannot use the PostgreSQL database {url.database!r} at {where} ({first}): check "
+        "BATON_DATABASE_URL (or the baton_db connection) and that the server runs"
+    )
 
 
 def drop_database(url: URL) -> None:
@@ -251,15 +275,32 @@ def drop_database(url: URL) -> None:
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'drop database if exists "{url.database}" with (force)')
+            conn.exec_driver_sql(f"drop database if exists {quote_ident(url.database)} with (force)")
     finally:
         admin.dispose()
 
 
 def libpq_url(url: URL) -> str:
     """*url* as a libpq connection URI (``postgresql://…``, no SQLAlchemy driver), which ``psql``,
-    ``pg_dump`` and every libpq client accept; a socket directory stays in ``?host=``."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    ``pg_dump`` and every libpq client accept: user, password, database and parameters are
+    percent-encoded (a space is ``%20``: libpq does not read ``+`` as a space); a socket directory
+    stays in ``?host=``."""
+    quoted = partial(urllib.parse.quote, safe="")
+    auth = ""
+    if url.username:
+        auth = quoted(url.username) + (f":{quoted(url.password)}" if url.password else "") + "@"
+    host = url.host or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    port = f":{url.port}" if url.port else ""
+    database = f"/{quoted(url.database)}" if url.database else ""
+    params = [
+        (key, item)
+        for key, value in url.query.items()
+        for item in (value if isinstance(value, tuple) else (value,))
+    ]
+    query = "?" + "&".join(f"{quoted(k)}={quoted(v)}" for k, v in params) if params else ""
+    return f"postgresql://{auth}{host}{port}{database}{query}"
 
 
 def airflow_sql_alchemy_conn() -> str:

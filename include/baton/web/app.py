@@ -458,13 +458,11 @@ def cycle_api(request: Request, cycle: str) -> JSONResponse:
 
 def _timeline(request: Request, query: str) -> queries.Timeline | None:
     q = request.query_params
-    return queries.customer_timeline(
-        _engine(request),
-        _dep(request),
-        query,
-        until=_when(q.get("until"), "until"),
-        days=_int(q.get("days"), 30, "days"),
-    )
+    until, days = _when(q.get("until"), "until"), _int(q.get("days"), 30, "days")
+    try:
+        return queries.customer_timeline(_engine(request), _dep(request), query, until=until, days=days)
+    except InputError as exc:  # a value several persons hold: the search page lists them
+        raise HTTPException(409, f"{exc}; search for it to see them: /marketing/customers?q=…") from None
 
 
 @router.get("/marketing/customers", response_class=HTMLResponse)

@@ -310,6 +310,8 @@ def _check_addresses(channel: str, addresses: list[str]) -> list[str]:
         for part in (p.strip() for p in re.split(r"[,;\n]+", a or "")):
             if part and part not in cleaned:
                 cleaned.append(part)
+    if channel not in {c.value for c in Channel}:
+        raise InputError(f"unknown channel {channel!r}: test sends go to email, sms or push")
     if channel not in SENDABLE:
         raise InputError(
             f"test sends go to email, sms or push only: {channel} writes files for another system (see the preview)"

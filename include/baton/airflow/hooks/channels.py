@@ -28,7 +28,7 @@ def connection_info(conn_id: str) -> ConnectionInfo:
     except AirflowNotFoundException as exc:
         raise ConfigError(
             f"Airflow connection {conn_id!r} is not defined: add it in Admin → Connections, or set "
-            f"AIRFLOW_CONN_{conn_id.upper()} (see docs/reference.md, 'Channel connections')"
+            f"AIRFLOW_CONN_{conn_id.upper()} (README.md, section 'Channels', lists each channel's connection)"
         ) from exc
     except Exception as exc:
         raise ServiceUnavailableError(
