@@ -661,14 +661,17 @@ def main() -> None:
     except BatonError as exc:  # pragma: no cover - commands catch their own
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(2)
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+    except (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.ProgrammingError,
+    ) as exc:
         # the server is down or refuses the URL's user, database or parameters: a setup problem, not a bug
-        from baton.store.engine import connection_problem, store_url
-
-        err.print(f"[red]error:[/red] {escape(connection_problem(store_url(), exc))}", highlight=False)
-        sys.exit(2)
-    except sqlalchemy.exc.ProgrammingError as exc:
-        if "connection option" not in str(exc) and "invalid dsn" not in str(exc):
+        # (any other ProgrammingError is a bug in Baton's SQL and keeps its traceback)
+        refused = not isinstance(exc, sqlalchemy.exc.ProgrammingError) or any(
+            what in str(exc) for what in ("connection option", "invalid dsn")
+        )
+        if not refused:
             raise
         from baton.store.engine import connection_problem, store_url
 

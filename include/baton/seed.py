@@ -1646,7 +1646,13 @@ def needs_rebuild(engine: Engine, *, customers: int, seed: int) -> bool:
     with transaction(engine) as tx:
         has_meta = bool(tx.execute("select to_regclass('baton_meta') is not null").fetchone()[0])
         meta = _read_meta(tx.cursor()) if has_meta else None
-    return not (
+    return not _seeded_with(meta, customers=customers, seed=seed)
+
+
+def _seeded_with(meta: dict[str, Any] | None, *, customers: int, seed: int) -> bool:
+    """Whether the store's seed (``baton_meta``) is complete and was written by this generator version
+    with these arguments — then seeding again tops it up instead of rebuilding it."""
+    return bool(
         meta is not None
         and meta.get("complete")
         and meta.get("version") == GENERATOR_VERSION
@@ -1661,14 +1667,7 @@ def _plan(conn: Connection, *, customers: int, days: int, seed: int, end: int, r
         meta = _read_meta(cur)
         cur.execute("select exists (select 1 from customers)")
         has_rows = bool(cur.fetchone()[0])
-    same = (
-        meta is not None
-        and meta.get("complete")
-        and meta.get("version") == GENERATOR_VERSION
-        and meta.get("customers") == customers
-        and meta.get("seed") == seed
-    )
-    if same and not reset:
+    if _seeded_with(meta, customers=customers, seed=seed) and not reset:
         assert meta is not None
         prev_end = int(datetime.fromisoformat(meta["until"].replace("Z", "+00:00")).timestamp())
         if end <= prev_end:

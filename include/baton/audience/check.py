@@ -34,6 +34,7 @@ from baton.audience.load import RESERVED, audience_context
 from baton.audience.render import render_audience_sql
 from baton.errors import AudienceError
 from baton.spec import Campaign, Policy, SpecIssue
+from baton.spec.models import template_includes
 from baton.spec.schedule import first_at_or_after, previous_at
 from baton.spec.source import LineIndex, read_yaml
 from baton.store.tx import Session, transaction
@@ -124,10 +125,8 @@ def _file_variables(
     except (OSError, UnicodeDecodeError, TemplateSyntaxError):
         return []  # reported by the spec's own validation
     found = [Variable(v, where, name, line) for v, line in _needed(tree)]
-    for ref in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
-        target = getattr(ref, "template", None)
-        if isinstance(target, nodes.Const) and isinstance(target.value, str):
-            found += _file_variables(env, folder, target.value, where, seen)
+    for included, _line in template_includes(tree):
+        found += _file_variables(env, folder, included, where, seen)
     return found
 
 

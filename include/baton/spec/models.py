@@ -170,7 +170,7 @@ def _unknown_name(tree: nodes.Template) -> tuple[str, int] | None:
     return None
 
 
-def _includes(tree: nodes.Template) -> list[tuple[str, int]]:
+def template_includes(tree: nodes.Template) -> list[tuple[str, int]]:
     """The files *tree* includes, extends or imports by a constant name, with their lines."""
     found: list[tuple[str, int]] = []
     for ref in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
@@ -193,7 +193,7 @@ def _check_tree(tree: nodes.Template, templates_dir: Path | None, seen: set[str]
         )
     if templates_dir is None:
         return
-    for name, line in _includes(tree):
+    for name, line in template_includes(tree):
         if name in seen:
             continue
         seen.add(name)
@@ -472,9 +472,8 @@ def _template_name(value: str, info: ValidationInfo) -> str:
             f"template {value!r} must be a file name relative to the templates folder, "
             "without an absolute path or '..': e.g. template: abandoned_cart.html.j2"
         )
-    context = info.context if isinstance(info.context, dict) else {}
-    templates_dir = context.get("templates_dir")
-    if not isinstance(templates_dir, Path):
+    templates_dir = _templates_dir(info)
+    if templates_dir is None:
         return value
     file = templates_dir / value
     try:

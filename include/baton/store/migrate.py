@@ -49,12 +49,12 @@ def require_current(engine: Engine) -> None:
     from sqlalchemy.exc import OperationalError
 
     from baton.errors import ConfigError
+    from baton.store.engine import connection_problem
 
     try:
         current = current_revision(engine)
     except OperationalError as exc:
-        where = engine.url.render_as_string(hide_password=True)
-        raise ConfigError(f"cannot reach the store at {where}: {str(exc.orig).strip()}") from None
+        raise ConfigError(connection_problem(engine.url, exc)) from None
     head = head_revision()
     if current != head:
         state = "empty (no tables)" if current is None else f"at revision {current}, not {head}"
